@@ -1,0 +1,1 @@
+"""numpro: numbered-frame prompting (NumPro, CVPR 2025) for zero-shot grounding."""
