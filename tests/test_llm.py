@@ -191,10 +191,20 @@ def test_decompose_many_inside_running_loop(make):
     assert len(out) == 2
 
 
-def test_key_never_leaks(make, tmp_path, caplog, monkeypatch):
+@pytest.fixture
+def debug_logs(caplog):
     caplog.set_level(logging.DEBUG)
-    for name in ("openai", "httpx", "httpcore", "tfvtg"):
-        logging.getLogger(name).setLevel(logging.DEBUG)
+    names = ("openai", "httpx", "httpcore", "tfvtg")
+    levels = {n: logging.getLogger(n).level for n in names}
+    for n in names:
+        logging.getLogger(n).setLevel(logging.DEBUG)
+    yield caplog
+    for n, level in levels.items():
+        logging.getLogger(n).setLevel(level)
+
+
+def test_key_never_leaks(make, tmp_path, debug_logs, monkeypatch):
+    caplog = debug_logs
     errors = []
     script = [Reply(status=429, headers={"Retry-After": "0.01"}, body=error_body(f"bad key {KEY}")),
               reply(good()), Reply(content="not json"), Reply(content="still not"),
@@ -221,6 +231,8 @@ def test_key_never_leaks(make, tmp_path, caplog, monkeypatch):
         assert main(["decompose", str(ann), "--out", str(out), "--base-url", srv.base_url,
                      "--cache", str(tmp_path / "cache.sqlite"), "--no-progress"]) == 0
     assert len(errors) == 2
+    assert any(r.name.startswith("openai") for r in caplog.records)  # the client's debug logs were captured
+    assert any(r.name.startswith("httpx") for r in caplog.records)
     texts = [caplog.text, repr(d), *(str(e) + repr(e) for e in errors), out.read_text()]
     assert all(KEY not in t for t in texts)
     for f in tmp_path.iterdir():
@@ -228,6 +240,22 @@ def test_key_never_leaks(make, tmp_path, caplog, monkeypatch):
     with pytest.raises(TypeError):
         import pickle
         pickle.dumps(d)
+
+
+def test_auth_error_stops_the_batch(make, tmp_path, monkeypatch):
+    from tfvtg.cli import main
+    from tfvtg.llm import LLMConfigurationError
+
+    with ChatServer([Reply(status=401, body=error_body("invalid key"))]) as srv:
+        with pytest.raises(LLMConfigurationError, match="401"):
+            make(srv).decompose_many([f"q{i}" for i in range(20)], concurrency=2, progress=False)
+        assert len(srv.requests) <= 3  # stops instead of asking for all 20
+        ann, out = tmp_path / "a.json", tmp_path / "o.json"
+        ann.write_text(json.dumps({"v": {"duration": 3, "timestamps": [[0, 1]], "sentences": ["x"]}}))
+        monkeypatch.setenv("OPENAI_API_KEY", KEY)
+        assert main(["decompose", str(ann), "--out", str(out), "--base-url", srv.base_url,
+                     "--cache", "none", "--no-progress"]) == 1
+    assert json.loads(out.read_text())["v"]["response"] == [{}]  # left for the next run
 
 
 def test_missing_key_is_clear(monkeypatch, tmp_path):

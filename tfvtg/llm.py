@@ -27,7 +27,7 @@ from .llm_cache import LLMCache, import_tfvtg_outputs
 from .prompts import PROMPT_VERSION, decomposition_messages, repair_message
 
 __all__ = [
-    "OpenAIDecomposer", "DecompositionError", "LLMTimeoutError", "LLMResponseError",
+    "OpenAIDecomposer", "DecompositionError", "LLMTimeoutError", "LLMConfigurationError", "LLMResponseError",
     "TFVTGResponse", "DECOMPOSITION_JSON_SCHEMA", "extract_json_object", "parse_decomposition",
     "default_decomposer", "LLMCache", "import_tfvtg_outputs",
 ]
@@ -44,6 +44,10 @@ class DecompositionError(RuntimeError):
 
 class LLMTimeoutError(DecompositionError, TimeoutError):
     """The LLM server did not answer within the configured timeout."""
+
+
+class LLMConfigurationError(DecompositionError):
+    """The server refuses every request (bad key, unknown model, wrong URL); a batch stops on it."""
 
 
 class LLMResponseError(DecompositionError, ValueError):
@@ -294,9 +298,13 @@ class OpenAIDecomposer:
                 f"({tries} attempt{'s' if tries > 1 else ''}); raise timeout= or check that the server is up"
             )
         if isinstance(exc, openai.AuthenticationError):
-            return DecompositionError(f"{where} rejected the API key (HTTP 401); check OPENAI_API_KEY or api_key=")
+            return LLMConfigurationError(
+                f"{where} rejected the API key (HTTP 401); check OPENAI_API_KEY or api_key=")
+        if isinstance(exc, openai.PermissionDeniedError):
+            return LLMConfigurationError(
+                f"{where} denied access (HTTP 403) for model {self.model!r}: {self._redact(str(exc))}")
         if isinstance(exc, openai.NotFoundError):
-            return DecompositionError(
+            return LLMConfigurationError(
                 f"{where} answered HTTP 404 for model {self.model!r}: {self._redact(str(exc))}; "
                 "check the model name and that base_url ends with /v1"
             )
@@ -434,6 +442,8 @@ class OpenAIDecomposer:
             async with semaphore:
                 try:
                     dec = await self._adecompose(client, query)
+                except LLMConfigurationError:
+                    raise  # every other query would fail the same way
                 except DecompositionError as exc:
                     logger.warning("query %r: %s; using the query as a single sub-event", query, exc)
                     dec = Decomposition.single(query, fallback=True)
@@ -461,6 +471,10 @@ class OpenAIDecomposer:
         logged as a warning and comes back as a single-sub-event fallback
         (``.fallback`` is True; fallbacks are not cached, so a re-run retries
         them). ``on_result(index, decomposition)`` is called as each finishes.
+
+        Raises:
+            LLMConfigurationError: the server rejects the key, model or URL
+                (HTTP 401/403/404); the batch stops, since every query would fail.
         Works from plain code and from inside a running event loop (Jupyter).
         """
         coro = self.adecompose_many(queries, concurrency=concurrency, progress=progress, on_result=on_result)

@@ -76,7 +76,7 @@ def _needs_work(entry: object) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..llm import DEFAULT_MODEL, OpenAIDecomposer
+    from ..llm import DEFAULT_MODEL, DecompositionError, OpenAIDecomposer
 
     if args.concurrency < 1:
         print("tfvtg decompose: --concurrency must be >= 1", file=sys.stderr)
@@ -132,6 +132,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         decomposer.decompose_many([s for _, _, s in todo], concurrency=args.concurrency,
                                   progress=not args.no_progress, on_result=on_result)
+    except DecompositionError as exc:
+        print(f"tfvtg decompose: {exc}; answers so far are in {args.out}, re-run to continue", file=sys.stderr)
+        return 1
     finally:
         _write_atomic(args.out, out)
     total = sum(len(v.get("response", [])) for v in out.values() if isinstance(v, dict))
