@@ -15,7 +15,7 @@ from .moments import GroundingResult, Moment
 from .proposals import Proposals, propose
 from .similarity import similarity_curves
 
-__all__ = ["Grounder", "ground", "TextEncoder"]
+__all__ = ["Grounder", "ground", "TextEncoder", "proposal_rows"]
 
 
 class TextEncoder(Protocol):
@@ -119,20 +119,7 @@ class Grounder:
         return curves
 
     def _rows(self, proposals: Proposals, duration: float) -> np.ndarray:
-        """(k, 3) ``[start, end, confidence]`` rows in seconds for one curve."""
-        cfg = self.config
-        if len(proposals) == 0:
-            if cfg.nan_safe:
-                return np.array([[0.0, duration, 0.0]])
-            # the reference answers three empty spans at 0 s when nothing scores
-            return np.array([[0.0, 0.0, 1.0]] * 3)
-        t = proposals.num_frames
-        rows = np.empty((len(proposals), 3))
-        rows[:, 0] = proposals.start / t * duration
-        rows[:, 1] = proposals.end / t * duration
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rows[:, 2] = proposals.confidence()
-        return rows
+        return proposal_rows(proposals, duration, self.config.nan_safe)
 
     def _ground_vlm(self, features: VideoFeatures, queries: list[str]) -> list[GroundingResult]:
         curves = self._curves(features, queries)
@@ -174,6 +161,27 @@ class Grounder:
             sub_event_curves=sub_curves,
             config=cfg,
         )
+
+
+def proposal_rows(proposals: Proposals, duration: float, nan_safe: bool = False) -> np.ndarray:
+    """(k, 3) ``[start, end, confidence]`` rows in seconds for one curve's
+    proposals (frame f maps to ``f / T * duration`` seconds).
+
+    With no proposal at all (no frame above the mask threshold), the
+    reference answers three empty spans at 0 s with confidence 1; the
+    nan-safe mode answers the whole video with confidence 0 instead.
+    """
+    if len(proposals) == 0:
+        if nan_safe:
+            return np.array([[0.0, duration, 0.0]])
+        return np.array([[0.0, 0.0, 1.0]] * 3)
+    t = proposals.num_frames
+    rows = np.empty((len(proposals), 3))
+    rows[:, 0] = proposals.start / t * duration
+    rows[:, 1] = proposals.end / t * duration
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rows[:, 2] = proposals.confidence()
+    return rows
 
 
 def _moments(rows: np.ndarray) -> list[Moment]:
