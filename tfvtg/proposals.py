@@ -281,7 +281,11 @@ def _select(masked_curve, foreground, stride, longest, top_k, iou_threshold, nan
                         # an exact tie: the reference orders these by float32
                         # rounding where that separates them, else arbitrarily
                         s = run_start[k] if paper else k
-                        if not break_ties or fg_count[k + length] - fg_count[k] == 0:
+                        # same foreground frames inside: the float32 sums are
+                        # identical too, so this is a true tie
+                        same_set = fg_count[k] == fg_count[best_k] and \
+                            fg_count[k + length] == fg_count[best_k + best_len]
+                        if not break_ties or same_set or fg_count[k + length] - fg_count[k] == 0:
                             if not tied and not _overlaps(s, k + length, sel_s, sel_e, n_sel, t, iou_threshold):
                                 tied = True
                             continue
@@ -326,6 +330,24 @@ def _select(masked_curve, foreground, stride, longest, top_k, iou_threshold, nan
     return out_start[:n_sel], sel_e[:n_sel], out_win[:n_sel], out_score[:n_sel], out_tied[:n_sel]
 
 
+_RULE_FROM_CANCELLATION = -1
+
+
+@njit(cache=True)
+def _propose(curve, threshold, stride, longest, top_k, iou_threshold, rule, paper, sigma, dyn_threshold):
+    # masking and the reference's cancellation rule inside the compiled code:
+    # one call per curve keeps Python overhead off short videos
+    t = curve.shape[0]
+    foreground = np.empty(t, np.bool_)
+    masked = np.empty(t, np.float32)
+    for i in range(t):
+        foreground[i] = curve[i] > threshold
+        masked[i] = curve[i] if foreground[i] else np.float32(0.0)
+    if rule == _RULE_FROM_CANCELLATION:
+        rule = NAN_FIRST if _pairwise_sum_f32(masked) < _running_sum_f32(masked) else NAN_DROP
+    return _select(masked, foreground, stride, longest, top_k, iou_threshold, rule, paper, sigma, dyn_threshold)
+
+
 def cancellation_rule(masked_curve: np.ndarray) -> int:
     """How the reference treats windows that hold every foreground frame.
 
@@ -339,8 +361,50 @@ def cancellation_rule(masked_curve: np.ndarray) -> int:
     float32 sum and the window sum as a running float32 sum, which
     reproduces the published outputs far more often than either fixed rule.
     """
-    running = _running_sum_f32(masked_curve)
-    return _NAN_FIRST if np.float32(np.sum(masked_curve, dtype=np.float32)) < running else _NAN_DROP
+    masked_curve = np.ascontiguousarray(masked_curve, dtype=np.float32)
+    return NAN_FIRST if _pairwise_sum_f32(masked_curve) < _running_sum_f32(masked_curve) else NAN_DROP
+
+
+@njit(cache=True)
+def _pairwise_sum_f32(a: np.ndarray) -> np.float32:
+    # numpy's float32 pairwise summation (8 interleaved accumulators over
+    # blocks of at most 128, halves recursively), written out so the
+    # compiled kernel reproduces np.sum(a, dtype=np.float32) bit for bit
+    n = a.shape[0]
+    if n < 8:
+        res = np.float32(0.0)
+        for i in range(n):
+            res = np.float32(res + a[i])
+        return res
+    if n <= 128:
+        r0 = a[0]
+        r1 = a[1]
+        r2 = a[2]
+        r3 = a[3]
+        r4 = a[4]
+        r5 = a[5]
+        r6 = a[6]
+        r7 = a[7]
+        i = 8
+        while i < n - (n % 8):
+            r0 = np.float32(r0 + a[i])
+            r1 = np.float32(r1 + a[i + 1])
+            r2 = np.float32(r2 + a[i + 2])
+            r3 = np.float32(r3 + a[i + 3])
+            r4 = np.float32(r4 + a[i + 4])
+            r5 = np.float32(r5 + a[i + 5])
+            r6 = np.float32(r6 + a[i + 6])
+            r7 = np.float32(r7 + a[i + 7])
+            i += 8
+        res = np.float32(np.float32(np.float32(r0 + r1) + np.float32(r2 + r3)) +
+                         np.float32(np.float32(r4 + r5) + np.float32(r6 + r7)))
+        while i < n:
+            res = np.float32(res + a[i])
+            i += 1
+        return res
+    half = n // 2
+    half -= half % 8
+    return np.float32(_pairwise_sum_f32(a[:half]) + _pairwise_sum_f32(a[half:]))
 
 
 @njit(cache=True)
@@ -368,19 +432,16 @@ def propose(curve: np.ndarray, config: GroundingConfig, *, nan_rule: int | None 
     curve = np.ascontiguousarray(curve, dtype=np.float32)
     if curve.ndim != 1 or curve.shape[0] < 2:
         raise ValueError(f"a similarity curve must be 1-D with at least 2 frames, got shape {curve.shape}")
-    foreground = curve > np.float32(config.mask_threshold)
-    masked = np.where(foreground, curve, np.float32(0.0)).astype(np.float32)
     stride, longest = window_lengths(curve.shape[0], config)
     if nan_rule is not None:
         rule = int(nan_rule)
     elif config.nan_safe:
         rule = _NAN_SAFE
     else:
-        rule = cancellation_rule(masked)
-    start, end, win, score, tied = _select(
-        masked, foreground, stride, longest, config.top_k, config.nms_threshold,
-        rule, config.scoring == "paper",
-        config.gaussian_sigma, config.dynamic_threshold,
+        rule = _RULE_FROM_CANCELLATION
+    start, end, win, score, tied = _propose(
+        curve, np.float32(config.mask_threshold), stride, longest, config.top_k, config.nms_threshold,
+        rule, config.scoring == "paper", config.gaussian_sigma, config.dynamic_threshold,
     )
     return Proposals(start=start, end=end, window_start=win, score=score, tied=tied,
                      num_frames=int(curve.shape[0]))

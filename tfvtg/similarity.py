@@ -64,5 +64,8 @@ def similarity_curves(features: VideoFeatures, text_embeddings: Any) -> np.ndarr
         text_t = torch.from_numpy(text).to(device=tokens.device, dtype=tokens.dtype)
         sims = tokens.reshape(t * q, d) @ text_t.T  # (T*Q, n)
         return sims.reshape(t, q, -1).amax(dim=1).T.contiguous().cpu().numpy()
-    sims = features.tokens.reshape(t * q, d) @ text.T  # (T*Q, n)
-    return np.ascontiguousarray(sims.reshape(t, q, -1).max(axis=1).T)
+    tokens = features.tokens.reshape(t * q, d)
+    if text.shape[0] == 1:  # one text: a matrix-vector product, no transposes
+        return (tokens @ text[0]).reshape(1, t, q).max(axis=2)
+    sims = text @ tokens.T  # (n, T*Q)
+    return sims.reshape(-1, t, q).max(axis=2)
