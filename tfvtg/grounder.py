@@ -208,7 +208,10 @@ def ground(video: VideoFeatures | str | os.PathLike[str], query: str, *,
     A video path is decoded and encoded with the default BLIP-2 encoder
     (cached on disk, keyed by the file's content, the model and ``fps``);
     ``text_encoder`` defaults to that same encoder. ``config`` is a
-    :class:`GroundingConfig` or a preset name (default "default").
+    :class:`GroundingConfig` or a preset name (default "default"). Without a
+    decomposition or decomposer, an LLM configured through the environment
+    (OPENAI_API_KEY or TFVTG_LLM_BASE_URL) decomposes the query; with none,
+    grounding is VLM-only.
     """
     if isinstance(video, (str, os.PathLike)):
         from .encoder import default_encoder, features_for_video
@@ -226,4 +229,8 @@ def ground(video: VideoFeatures | str | os.PathLike[str], query: str, *,
         raise TypeError(
             f"video must be a path to a video file or a VideoFeatures, got {type(video).__name__}"
         )
+    if decomposition is None and decomposer is None:
+        from .llm import default_decomposer
+
+        decomposer = default_decomposer()  # None, with a one-line notice, when no LLM is configured
     return Grounder(text_encoder, config, decomposer).ground(features, query, decomposition)
