@@ -55,6 +55,11 @@ class QwenVL:
         dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}.get(
             self._dtype or ("bfloat16" if device.startswith("cuda") else "float32"))
         try:
+            import torchvision  # noqa: F401  (Qwen2-VL's video processor is built on it)
+        except ImportError as exc:
+            raise MLLMError("Qwen2-VL's video processor needs torchvision: install the torchvision build "
+                            "that matches your torch (pip install torchvision)") from exc
+        try:
             processor = AutoProcessor.from_pretrained(self.model_name)
             model = AutoModelForImageTextToText.from_pretrained(self.model_name, torch_dtype=dtype)
         except (OSError, ValueError) as exc:

@@ -24,7 +24,8 @@ class PromptTemplate:
         if not isinstance(query, str) or not query.strip():
             raise ValueError("the query must be a non-empty sentence")
         q = query.strip().rstrip(".?!")
-        q = q[0].lower() + q[1:] if q[:1].isupper() and not q[:2].isupper() else q
+        # "A person ..." reads as "which frames show a person ..."; acronyms stay
+        q = q[0].lower() + q[1:] if q[:1].isupper() and not (len(q) > 1 and q[1].isupper()) else q
         where = position.replace("_", " ")
         return " ".join([self.instruction.format(color=color, position=where),
                          self.question.format(query=q)])
