@@ -79,7 +79,9 @@ def sample_frames(video: Any, fps: float = 1.0, backend: str = "auto") -> tuple[
 def _run(video: Any, query: str, mllm: MLLM, fps: float, prompt: PromptTemplate, font_size: float, color: Any,
          position: str) -> NumProResult:
     frames, ts, duration = sample_frames(video, fps)
-    numbered = number_frames(frames, font_size=font_size, color=color, position=position, inplace=False)
+    # frames decoded here are ours to paint on; a caller's array is copied
+    numbered = number_frames(frames, font_size=font_size, color=color, position=position,
+                             inplace=not isinstance(video, np.ndarray))
     color_name = color if isinstance(color, str) else "colored"
     text = mllm.answer(list(numbered), prompt.render(query, color_name, position), fps=fps)
     answer = parse_answer(text, len(numbered), fps=fps)
