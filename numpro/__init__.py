@@ -9,8 +9,7 @@ show the event::
 """
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from tfvtg._lazy import lazy_exports
 
 _EXPORTS = {
     "sample_frames": "ground", "ground": "ground", "ground_many": "ground", "NumProResult": "ground",
@@ -23,14 +22,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'numpro' has no attribute {name!r}")
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -329,3 +329,20 @@ def test_streaming_nms_equals_sort_then_suppress(values, stride, factor):
     want = naive_proposals(curve, cfg)
     assert [(int(w), int(e)) for w, e in zip(got.window_start, got.end)] == [(s, e) for _, s, e in want]
     assert np.allclose(got.score, [sc for sc, _, _ in want], rtol=1e-9, atol=1e-12)
+
+
+def test_import_is_light_and_public_api_resolves():
+    import subprocess
+    import sys
+
+    code = ("import sys, tfvtg\n"
+            "from tfvtg import Grounder, GroundingConfig, VideoFeatures, Moment, GroundingResult, ground, Decomposition\n"
+            "heavy = [m for m in ('torch', 'transformers', 'openai', 'matplotlib', 'av', 'decord') if m in sys.modules]\n"
+            "assert not heavy, heavy\n"
+            "import numpro\n"
+            "assert 'torch' not in sys.modules\n"
+            "missing = [n for n in tfvtg.__all__ + numpro.__all__ if n != '__version__' "
+            "and getattr(tfvtg if n in tfvtg.__all__ else numpro, n, None) is None]\n"
+            "assert not missing, missing\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
