@@ -75,7 +75,8 @@ def metrics_from_results(results: list[Mapping[str, Any]], dataset: str,
                 continue
             gt.append({"qid": q.qid, "duration": q.duration, "relevant_windows": [list(s) for s in q.spans],
                        "relevant_clip_ids": list(q.saliency), "saliency_scores": list(q.saliency.values())})
-            entry = {"qid": q.qid, "pred_relevant_windows": r["topk"]}
+            # TFVTG submits its top 7 proposals per query to the QVHighlights evaluation
+            entry = {"qid": q.qid, "pred_relevant_windows": r["topk"][:7]}
             if "saliency" in r:
                 entry["pred_saliency_scores"] = r["saliency"]
             sub.append(entry)
