@@ -42,12 +42,13 @@ class QwenVL:
         self._dtype = dtype
         self.max_new_tokens = max_new_tokens
         self._loaded: tuple[Any, Any] | None = None
+        self._as_images = False
 
     def _load(self) -> tuple[Any, Any]:
         if self._loaded is not None:
             return self._loaded
         import torch
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoModelForImageTextToText
 
         from tfvtg.encoder import _pick_device
 
@@ -55,13 +56,8 @@ class QwenVL:
         dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}.get(
             self._dtype or ("bfloat16" if device.startswith("cuda") else "float32"))
         try:
-            import torchvision  # noqa: F401  (Qwen2-VL's video processor is built on it)
-        except ImportError as exc:
-            raise MLLMError("Qwen2-VL's video processor needs torchvision: install the torchvision build "
-                            "that matches your torch (pip install torchvision)") from exc
-        try:
-            processor = AutoProcessor.from_pretrained(self.model_name)
-            model = AutoModelForImageTextToText.from_pretrained(self.model_name, torch_dtype=dtype)
+            processor = self._load_processor()
+            model = AutoModelForImageTextToText.from_pretrained(self.model_name, dtype=dtype)
         except (OSError, ValueError) as exc:
             raise MLLMError(
                 f"cannot load {self.model_name!r} ({type(exc).__name__}: {exc}). Without network access, "
@@ -71,20 +67,56 @@ class QwenVL:
         self._loaded = (processor, model.eval().to(device))
         return self._loaded
 
+    def _load_processor(self) -> Any:
+        try:
+            import torchvision  # noqa: F401  (transformers builds Qwen2-VL's video processor on it)
+        except ImportError:
+            # Without torchvision the video processor cannot exist: frames go
+            # in as a sequence of images through the PIL image processor.
+            from transformers import AutoImageProcessor, AutoTokenizer
+
+            self._as_images = True
+            return (AutoTokenizer.from_pretrained(self.model_name),
+                    AutoImageProcessor.from_pretrained(self.model_name))
+        from transformers import AutoProcessor
+
+        self._as_images = False
+        return AutoProcessor.from_pretrained(self.model_name)
+
     def answer(self, frames: Sequence[np.ndarray], prompt: str, fps: float = 1.0) -> str:
         import torch
 
         processor, model = self._load()
         video = np.stack([np.asarray(f) for f in frames])
-        if len(video) % 2:  # Qwen2-VL groups frames in pairs (temporal patch 2)
-            video = np.concatenate([video, video[-1:]], axis=0)
-        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": prompt}]}]
-        text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        inputs = processor(text=[text], videos=[video], return_tensors="pt").to(model.device)
+        if self._as_images:
+            inputs = self._image_inputs(processor, video, prompt)
+        else:
+            if len(video) % 2:  # Qwen2-VL groups frames in pairs (temporal patch 2)
+                video = np.concatenate([video, video[-1:]], axis=0)
+            messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": prompt}]}]
+            text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            inputs = processor(text=[text], videos=[video], return_tensors="pt")
+        inputs = inputs.to(model.device)
         with torch.inference_mode():
             out = model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
         new = out[:, inputs["input_ids"].shape[1]:]
-        return processor.batch_decode(new, skip_special_tokens=True)[0].strip()
+        tokenizer = processor[0] if self._as_images else processor
+        return tokenizer.batch_decode(new, skip_special_tokens=True)[0].strip()
+
+    @staticmethod
+    def _image_inputs(processor: Any, video: np.ndarray, prompt: str) -> Any:
+        """Qwen's chat format with one image placeholder per frame, each
+        expanded to its number of merged patches."""
+        tokenizer, image_processor = processor
+        images = image_processor(images=list(video), return_tensors="pt")
+        merge = getattr(image_processor, "merge_size", 2) ** 2
+        pads = "".join("<|vision_start|>" + "<|image_pad|>" * (int(g.prod()) // merge) + "<|vision_end|>"
+                       for g in images["image_grid_thw"])
+        text = f"<|im_start|>user\n{pads}{prompt}<|im_end|>\n<|im_start|>assistant\n"
+        tokens = tokenizer([text], return_tensors="pt")
+        tokens["pixel_values"] = images["pixel_values"]
+        tokens["image_grid_thw"] = images["image_grid_thw"]
+        return tokens
 
 
 def _jpeg_data_url(frame: np.ndarray, quality: int, max_side: int | None) -> str:

@@ -49,7 +49,8 @@ def build_tiny_qwen2_vl(directory: str | os.PathLike[str], seed: int = 0) -> str
         text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
                          rope_scaling={"type": "mrope", "mrope_section": [2, 2, 4]},
-                         eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"]),
+                         eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+                         bos_token_id=ids["<|endoftext|>"]),
         vision_config=dict(depth=1, embed_dim=32, hidden_size=32, num_heads=2, mlp_ratio=2, patch_size=14,
                            spatial_merge_size=2, temporal_patch_size=2, in_channels=3),
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
@@ -58,12 +59,17 @@ def build_tiny_qwen2_vl(directory: str | os.PathLike[str], seed: int = 0) -> str
     torch.manual_seed(seed)
     Qwen2VLForConditionalGeneration(config).eval().save_pretrained(d)
     pixels = dict(min_pixels=28 * 28, max_pixels=56 * 56)
+    image_processor = Qwen2VLImageProcessorPil(**pixels)
     try:
         from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
-    except ImportError as exc:
-        raise ImportError("Qwen2-VL's video processor needs torchvision (a build matching torch)") from exc
-    video_processor = Qwen2VLVideoProcessor(**pixels)
-    processor = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessorPil(**pixels), tokenizer=tokenizer,
-                                 video_processor=video_processor, chat_template=_CHAT_TEMPLATE)
+    except ImportError:
+        # no torchvision, so no video processor and no Qwen2VLProcessor: save
+        # the parts; numpro.QwenVL then passes frames as images
+        tokenizer.chat_template = _CHAT_TEMPLATE
+        tokenizer.save_pretrained(d)
+        image_processor.save_pretrained(d)
+        return str(d)
+    processor = Qwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                                 video_processor=Qwen2VLVideoProcessor(**pixels), chat_template=_CHAT_TEMPLATE)
     processor.save_pretrained(d)
     return str(d)

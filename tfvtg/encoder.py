@@ -124,7 +124,7 @@ class Blip2Encoder:
     def _from_pretrained(tok_cls, proc_cls, model_cls, name: str, local_files_only: bool):
         tokenizer = tok_cls.from_pretrained(name, local_files_only=local_files_only)
         processor = proc_cls.from_pretrained(name, local_files_only=local_files_only)
-        model = model_cls.from_pretrained(name, local_files_only=local_files_only, torch_dtype="float32")
+        model = model_cls.from_pretrained(name, local_files_only=local_files_only, dtype="float32")
         return tokenizer, processor, model
 
     def _autocast(self):
