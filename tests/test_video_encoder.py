@@ -95,6 +95,9 @@ def test_encoder_shapes_and_dtypes(encoder, video_file):
     assert feats.shape == (len(frames), 8, 16) and feats.dtype == np.float32
     vf = encoder.encode_video(video_file)
     assert isinstance(vf, VideoFeatures) and vf.shape == (len(frames), 8, 16)
+    kept = encoder.encode_video(video_file, on_device=True)  # a torch tensor on the encoder's device
+    assert kept.on_torch and kept.shape == vf.shape
+    np.testing.assert_allclose(kept.tokens.numpy(), vf.tokens, atol=2e-3)  # vf went through float16
     assert vf.duration == pytest.approx(3.0)  # 30 frames at 10 fps
     assert encoder._loaded is not None  # loaded once, reused
 

@@ -194,11 +194,25 @@ class Blip2Encoder:
         return np.concatenate(outs, axis=0)
 
     def encode_video(self, path: str | os.PathLike[str], fps: float = 3.0, backend: str = "auto",
-                     progress: bool = False) -> VideoFeatures:
+                     progress: bool = False, on_device: bool = False) -> VideoFeatures:
         """Decode ``path`` at ``fps`` (TFVTG's sampling) and encode every
-        sampled frame. Returns VideoFeatures with duration = frames / avg fps."""
-        raw, info = self.encode_video_array(path, fps=fps, backend=backend, progress=progress)
-        return VideoFeatures(raw, duration=info.duration, fps=fps, source=str(path))
+        sampled frame. Returns VideoFeatures with duration = frames / avg fps.
+
+        With ``on_device=True`` the features stay a torch tensor on the
+        encoder's device (a GPU), so similarity curves are computed there.
+        """
+        if not on_device:
+            raw, info = self.encode_video_array(path, fps=fps, backend=backend, progress=progress)
+            return VideoFeatures(raw, duration=info.duration, fps=fps, source=str(path))
+        import torch
+
+        from .video import iter_frame_batches
+
+        info, _, batches = iter_frame_batches(path, fps=fps, batch_size=self.batch_size,
+                                              backend=backend)  # type: ignore[arg-type]
+        tokens = torch.cat([self._encode_pixels(self._pixel_values(b), keep_on_device=True).float()
+                            for b in batches])
+        return VideoFeatures(tokens, duration=info.duration, fps=fps, source=str(path))
 
     def encode_video_array(self, path: str | os.PathLike[str], fps: float = 3.0, backend: str = "auto",
                            progress: bool = False) -> tuple[np.ndarray, Any]:
