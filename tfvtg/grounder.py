@@ -177,15 +177,19 @@ def proposal_rows(proposals: Proposals, duration: float, nan_safe: bool = False)
         return np.array([[0.0, 0.0, 1.0]] * 3)
     t = proposals.num_frames
     rows = np.empty((len(proposals), 3))
-    rows[:, 0] = proposals.start / t * duration
-    rows[:, 1] = proposals.end / t * duration
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rows[:, 2] = proposals.confidence()
+    rows[:, 0] = proposals.start * (duration / t)
+    rows[:, 1] = proposals.end * (duration / t)
+    best = proposals.score[0]
+    if best != 0:  # NaN included: NaN / NaN is quietly NaN
+        rows[:, 2] = proposals.score / best
+    else:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rows[:, 2] = proposals.score / best
     return rows
 
 
 def _moments(rows: np.ndarray) -> list[Moment]:
-    return [Moment(float(s), float(e), float(c)) for s, e, c in rows]
+    return [Moment._make(r) for r in rows.tolist()]
 
 
 def _check_features(features: Any) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from .features import VideoFeatures
 
@@ -35,8 +36,22 @@ def normalise_text_embeddings(embeddings: Any, dim: int) -> np.ndarray:
         )
     if not np.isfinite(emb).all():
         raise ValueError("the text encoder returned NaN or inf embeddings")
-    norms = np.sqrt(np.einsum("nd,nd->n", emb, emb))[:, None]
+    norms = np.sqrt((emb * emb).sum(axis=1, keepdims=True))
     return emb / np.maximum(norms, np.float32(1e-12))
+
+
+@njit(cache=True)
+def _max_over_tokens(sims: np.ndarray, t: int, q: int) -> np.ndarray:
+    # (T*Q,) -> (T,): numpy's reduction over a short last axis costs more
+    # than the product itself on a Charades-sized video
+    out = np.empty(t, np.float32)
+    for i in range(t):
+        best = sims[i * q]
+        for j in range(1, q):
+            if sims[i * q + j] > best:
+                best = sims[i * q + j]
+        out[i] = best
+    return out
 
 
 def _is_torch(x: Any) -> bool:
@@ -65,7 +80,9 @@ def similarity_curves(features: VideoFeatures, text_embeddings: Any) -> np.ndarr
         sims = tokens.reshape(t * q, d) @ text_t.T  # (T*Q, n)
         return sims.reshape(t, q, -1).amax(dim=1).T.contiguous().cpu().numpy()
     tokens = features.tokens.reshape(t * q, d)
-    if text.shape[0] == 1:  # one text: a matrix-vector product, no transposes
-        return (tokens @ text[0]).reshape(1, t, q).max(axis=2)
-    sims = text @ tokens.T  # (n, T*Q)
-    return sims.reshape(-1, t, q).max(axis=2)
+    if text.shape[0] <= 16:
+        # a few texts: matrix-vector products (BLAS's matrix-matrix path is
+        # several times slower for so few columns), then a compiled max
+        return np.stack([_max_over_tokens(tokens @ vec, t, q) for vec in text])
+    sims = text @ tokens.T  # (n, T*Q): one matrix product for many texts
+    return np.stack([_max_over_tokens(row, t, q) for row in sims])
