@@ -162,8 +162,7 @@ class Blip2Encoder:
 
     def _pixel_values(self, frames: np.ndarray | Sequence[Any]) -> Any:
         _, processor, _ = self._load()
-        images = list(frames) if not isinstance(frames, np.ndarray) else [f for f in frames]
-        return processor(images=images, return_tensors="pt")["pixel_values"]
+        return processor(images=list(frames), return_tensors="pt")["pixel_values"]
 
     def _encode_pixels(self, pixel_values: Any, keep_on_device: bool = False) -> Any:
         import torch

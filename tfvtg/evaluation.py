@@ -152,11 +152,9 @@ def evaluate(dataset: str, annotations: str | os.PathLike[str], *, features: str
     if (features is None) == (videos is None):
         raise ValueError("give exactly one of features=DIR (.npy files) or videos=DIR (video files)")
     name = dataset.lower()
-    kwargs: dict[str, Any] = {}
-    if durations is not None or features is not None:
-        if str(annotations).endswith(".txt"):
-            kwargs = {"durations": durations, "features": features}
-    queries = load_dataset(dataset, annotations, **kwargs)
+    # the Charades-STA text format carries no durations: a CSV or the feature files give them
+    txt = str(annotations).endswith(".txt")
+    queries = load_dataset(dataset, annotations, **({"durations": durations, "features": features} if txt else {}))
     if limit is not None:
         queries = queries[:limit]
     if preset is None:

@@ -118,14 +118,11 @@ class Grounder:
             raise ValueError(f"the text encoder returned {curves.shape[0]} embeddings for {len(texts)} texts")
         return curves
 
-    def _rows(self, proposals: Proposals, duration: float) -> np.ndarray:
-        return proposal_rows(proposals, duration, self.config.nan_safe)
-
     def _ground_vlm(self, features: VideoFeatures, queries: list[str]) -> list[GroundingResult]:
         curves = self._curves(features, queries)
         results = []
         for query, curve in zip(queries, curves):
-            rows = self._rows(propose(curve, self.config), features.duration)
+            rows = proposal_rows(propose(curve, self.config), features.duration, self.config.nan_safe)
             results.append(GroundingResult(query=query, moments=_moments(rows), duration=features.duration,
                                            curve=curve, config=self.config))
         return results
@@ -138,7 +135,8 @@ class Grounder:
         all_texts = query_texts + [t for ev in event_texts for t in ev]
         unique = list(dict.fromkeys(all_texts))
         curves = self._curves(features, unique)
-        rows_of = {text: self._rows(propose(curve, cfg), features.duration) for text, curve in zip(unique, curves)}
+        rows_of = {text: proposal_rows(propose(curve, cfg), features.duration, cfg.nan_safe)
+                   for text, curve in zip(unique, curves)}
 
         depth = cfg.description_candidates
         sub_candidates = []
@@ -179,12 +177,7 @@ def proposal_rows(proposals: Proposals, duration: float, nan_safe: bool = False)
     rows = np.empty((len(proposals), 3))
     rows[:, 0] = proposals.start * (duration / t)
     rows[:, 1] = proposals.end * (duration / t)
-    best = proposals.score[0]
-    if best != 0:  # NaN included: NaN / NaN is quietly NaN
-        rows[:, 2] = proposals.score / best
-    else:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rows[:, 2] = proposals.score / best
+    rows[:, 2] = proposals.confidence()
     return rows
 
 

@@ -39,7 +39,6 @@ __all__ = ["Proposals", "propose", "rising_runs", "static_score", "window_length
 NAN_FIRST = 0       # the reference when its float32 cancellation goes negative: NaN, ranked first
 NAN_SAFE = 1        # outside mean taken as 0: a finite score (config.nan_safe)
 NAN_DROP = 2        # the reference when the cancellation is exact: 0/0, which its filter drops
-_NAN_FIRST, _NAN_SAFE, _NAN_DROP = NAN_FIRST, NAN_SAFE, NAN_DROP
 
 
 @dataclass(frozen=True)
@@ -69,11 +68,15 @@ class Proposals:
         return int(self.start.shape[0])
 
     def confidence(self) -> np.ndarray:
-        """Scores divided by the best one (the reference's confidence; NaN
-        everywhere when any kept score is NaN, as in the published code)."""
+        """Scores divided by the best (first) one: the reference's confidence.
+        NaN everywhere when the best is NaN, as in the published code."""
         if len(self) == 0:
             return np.zeros(0)
-        return self.score / self.score.max()
+        best = self.score[0]
+        if best != 0:  # NaN included: NaN / NaN is quietly NaN
+            return self.score / best
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.score / best
 
 
 def window_lengths(num_frames: int, config: GroundingConfig) -> tuple[int, int]:
@@ -178,9 +181,9 @@ def static_score(fg_sum: np.ndarray, fg_count: np.ndarray, k: int, length: int, 
     if outer_num == 0:
         if fg_count[t] == 0:
             return -np.inf
-        if nan_rule == _NAN_FIRST:
+        if nan_rule == NAN_FIRST:
             return np.nan
-        if nan_rule == _NAN_DROP:
+        if nan_rule == NAN_DROP:
             return -np.inf
         return inner_sum / length
     outer_sum = fg_sum[t] - inner_sum
@@ -239,7 +242,7 @@ def _select(masked_curve, foreground, stride, longest, top_k, iou_threshold, nan
         total_f32 = np.float32(total_f32 + masked_curve[i])
     # exact ties between windows that hold foreground are ordered by the
     # reference's float32 score (reference scoring only)
-    break_ties = not paper and nan_rule != _NAN_SAFE
+    break_ties = not paper and nan_rule != NAN_SAFE
     # reference: lengths stride, 2*stride, ... <= longest; paper: every length
     step = 1 if paper else stride
     sel_s = np.empty(top_k, np.int64)     # span used for suppression
@@ -436,7 +439,7 @@ def propose(curve: np.ndarray, config: GroundingConfig, *, nan_rule: int | None 
     if nan_rule is not None:
         rule = int(nan_rule)
     elif config.nan_safe:
-        rule = _NAN_SAFE
+        rule = NAN_SAFE
     else:
         rule = _RULE_FROM_CANCELLATION
     start, end, win, score, tied = _propose(
@@ -446,8 +449,3 @@ def propose(curve: np.ndarray, config: GroundingConfig, *, nan_rule: int | None 
     return Proposals(start=start, end=end, window_start=win, score=score, tied=tied,
                      num_frames=int(curve.shape[0]))
 
-
-def mask_curve(curve: np.ndarray, threshold: float) -> np.ndarray:
-    """The curve with frames at or below ``threshold`` set to 0 (float32)."""
-    curve = np.asarray(curve, dtype=np.float32)
-    return np.where(curve > np.float32(threshold), curve, np.float32(0.0)).astype(np.float32)
