@@ -185,6 +185,7 @@ def test_plot_result_writes_png(tmp_path):
     assert len(fig.axes) == 2
     assert (tmp_path / "r.png").stat().st_size > 10_000
     assert "GroundingResult(" in repr(res) and res.to_dict()["moments"] and res.rows()[0]["rank"] == 0
+    assert "<table>" in res._repr_html_() and "sequentially" in res._repr_html_()
 
 
 def test_eval_cli(charades_subset, tmp_path, tiny_blip2_dir, capsys):
