@@ -102,6 +102,25 @@ def test_encoder_shapes_and_dtypes(encoder, video_file):
     assert encoder._loaded is not None  # loaded once, reused
 
 
+def test_out_of_memory_halves_the_batch(tiny_blip2_dir, video_file, monkeypatch):
+    from tfvtg import Blip2Encoder
+
+    enc = Blip2Encoder(tiny_blip2_dir, device="cpu", batch_size=8)
+    frames = read_frames(video_file).frames
+    want = enc.encode_frames(frames)
+    original = enc._encode_pixels
+
+    def picky(pixels, keep_on_device=False):
+        if len(pixels) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return original(pixels, keep_on_device)
+
+    monkeypatch.setattr(enc, "_encode_pixels", picky)
+    got = enc.encode_frames(frames)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert enc.batch_size == 2
+
+
 def test_cosine_scores_equal_the_models_itc_scores(encoder, tiny_blip2_dir, video_file):
     from transformers import AutoTokenizer, BlipImageProcessor, Blip2ForImageTextRetrieval
 

@@ -66,7 +66,8 @@ class Blip2Encoder:
         dtype: autocast dtype for the vision transformer on a GPU
             ("float16" or "bfloat16"; default float16 on CUDA, as LAVIS).
             On the CPU everything runs in float32.
-        batch_size: frames per forward pass (default 64 on a GPU, 16 on CPU).
+        batch_size: frames per forward pass (default 64 on a GPU, 16 on CPU);
+            halved automatically whenever the GPU runs out of memory.
 
     The model loads once, on first use, and is reused for every call.
     """
@@ -180,6 +181,23 @@ class Blip2Encoder:
             tokens = model.vision_projection(out.last_hidden_state.to(model.vision_projection.weight.dtype))
         return tokens if keep_on_device else tokens.float().cpu().numpy()
 
+    def _encode_batch(self, frames: Any, keep_on_device: bool = False) -> Any:
+        """Encode one batch; when the GPU runs out of memory, halve the batch
+        (for this call and every later one) instead of failing."""
+        import torch
+
+        try:
+            return self._encode_pixels(self._pixel_values(frames), keep_on_device)
+        except torch.cuda.OutOfMemoryError:
+            if len(frames) <= 1:
+                raise
+            torch.cuda.empty_cache()
+            half = len(frames) // 2
+            self._batch_size = max(1, half)
+            parts = [self._encode_batch(frames[:half], keep_on_device),
+                     self._encode_batch(frames[half:], keep_on_device)]
+            return torch.cat(parts) if keep_on_device else np.concatenate(parts)
+
     def encode_frames(self, frames: np.ndarray | Sequence[Any]) -> np.ndarray:
         """(T, 32, D) float32 query-token features of RGB frames ((T, H, W, 3)
         uint8 array or a list of PIL images), in batches of ``batch_size``."""
@@ -188,8 +206,12 @@ class Blip2Encoder:
                 raise ValueError(f"frames must be a (T, H, W, 3) RGB array, got shape {frames.shape}")
         if len(frames) == 0:
             raise ValueError("encode_frames got no frames")
-        outs = [self._encode_pixels(self._pixel_values(frames[i:i + self.batch_size]))
-                for i in range(0, len(frames), self.batch_size)]
+        outs = []
+        i = 0
+        while i < len(frames):
+            n = self.batch_size  # may shrink after an out-of-memory error
+            outs.append(self._encode_batch(frames[i:i + n]))
+            i += n
         return np.concatenate(outs, axis=0)
 
     def encode_video(self, path: str | os.PathLike[str], fps: float = 3.0, backend: str = "auto",
@@ -209,8 +231,7 @@ class Blip2Encoder:
 
         info, _, batches = iter_frame_batches(path, fps=fps, batch_size=self.batch_size,
                                               backend=backend)  # type: ignore[arg-type]
-        tokens = torch.cat([self._encode_pixels(self._pixel_values(b), keep_on_device=True).float()
-                            for b in batches])
+        tokens = torch.cat([self._encode_batch(b, keep_on_device=True).float() for b in batches])
         return VideoFeatures(tokens, duration=info.duration, fps=fps, source=str(path))
 
     def encode_video_array(self, path: str | os.PathLike[str], fps: float = 3.0, backend: str = "auto",
@@ -228,7 +249,7 @@ class Blip2Encoder:
             bar = tqdm(total=len(indices), unit="frame", desc=Path(path).name, leave=False)
         outs = []
         for batch in batches:
-            outs.append(self._encode_pixels(self._pixel_values(batch)).astype(np.float16))
+            outs.append(self._encode_batch(batch).astype(np.float16))
             if bar is not None:
                 bar.update(len(batch))
         if bar is not None:
