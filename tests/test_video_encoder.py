@@ -232,3 +232,33 @@ def test_extract_cli(tiny_blip2_dir, tmp_path, capsys):
     assert main(argv[:3] + argv[4:]) == 0  # re-run: both skipped
     assert "done 0, skipped 2, failed 0" in capsys.readouterr().out
     assert VideoFeatures.load(out / "a.npy").duration == pytest.approx(2.0)
+
+
+def test_ground_cli_on_extracted_features(tiny_blip2_dir, tmp_path, capsys):
+    from tfvtg.cli import main
+
+    video = make_video(tmp_path / "a.mp4", n_frames=60, fps=10)
+    assert main(["extract", video, "--out", str(tmp_path / "f"), "--model", tiny_blip2_dir]) == 0
+    capsys.readouterr()
+    assert main(["ground", str(tmp_path / "f" / "a.npy"), "a dog jumps", "--model", tiny_blip2_dir, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["query"] == "a dog jumps" and out["duration"] == pytest.approx(6.0) and out["moments"]
+    assert main(["ground", str(tmp_path / "missing.mp4"), "x", "--model", tiny_blip2_dir]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_evaluate_from_video_files(tiny_blip2_dir, tmp_path, monkeypatch):
+    from tfvtg import Blip2Encoder, evaluate
+
+    monkeypatch.setenv("TFVTG_CACHE_DIR", str(tmp_path / "cache"))
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    make_video(videos / "v1.mp4", n_frames=60, fps=10)
+    make_video(videos / "v2.mp4", n_frames=40, fps=10)
+    ann = {"v1": {"duration": 6.0, "timestamps": [[1, 3], [2, 5]], "sentences": ["a dog jumps", "a man walks"]},
+           "v2": {"duration": 4.0, "timestamps": [[0, 2]], "sentences": ["the door opens"]}}
+    (tmp_path / "ann.json").write_text(json.dumps(ann))
+    m = evaluate("charades", tmp_path / "ann.json", videos=videos,
+                 text_encoder=Blip2Encoder(tiny_blip2_dir, device="cpu"), out=tmp_path / "r.jsonl", progress=False)
+    assert m["n"] == 3 and "failed" not in m
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 2  # each video encoded once
