@@ -196,3 +196,54 @@ def test_eval_cli(charades_subset, tmp_path, tiny_blip2_dir, capsys):
     code = main(["eval", "--dataset", "charades", "--annotations", str(d / "ann.json"), "--features", str(d),
                  "--blip2", tiny_blip2_dir, "--limit", "2", "--out", str(tmp_path / "r.jsonl")])
     assert code == 1 and "dimension" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- parser guards
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60), max_size=8))
+def test_charades_reader_never_crashes(tmp_path, lines):
+    import warnings
+
+    path = tmp_path / "sta.txt"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        queries = load_charades_sta(path)
+    for q in queries:
+        assert q.sentence.strip() and q.span[0] <= q.span[1]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.recursive(st.none() | st.booleans() | st.floats(allow_nan=False) | st.text(max_size=5),
+                    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=10), c, max_size=4),
+                    max_leaves=12))
+def test_qvhighlights_reader_never_crashes(tmp_path, value):
+    import warnings
+
+    path = tmp_path / "q.jsonl"
+    path.write_text(json.dumps(value) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        load_qvhighlights(path)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(st.text(max_size=6),
+                       st.recursive(st.none() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+                                    lambda c: st.lists(c, max_size=3) | st.dictionaries(
+                                        st.sampled_from(["duration", "timestamps", "sentences", "response", "x"]),
+                                        c, max_size=4), max_leaves=12), max_size=3))
+def test_tfvtg_json_reader_never_crashes(tmp_path, value):
+    import warnings
+
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(value))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for q in load_tfvtg_json(path):
+            assert q.sentence.strip() and q.span[0] <= q.span[1]

@@ -80,6 +80,8 @@ def load_tfvtg_json(path: str | os.PathLike[str], strict: bool = False) -> list[
     queries, errors = [], []
     for vid, ann in data.items():
         try:
+            if not isinstance(ann, dict):
+                raise ValueError(f"expected an object, got {type(ann).__name__}")
             duration = float(ann["duration"] if "duration" in ann else ann["video_duration"])
             sentences, stamps = ann["sentences"], ann["timestamps"]
             if len(sentences) != len(stamps):
@@ -159,6 +161,8 @@ def load_qvhighlights(path: str | os.PathLike[str], strict: bool = False) -> lis
                 continue
             try:
                 d = json.loads(line)
+                if not isinstance(d, dict):
+                    raise ValueError(f"expected a JSON object, got {type(d).__name__}")
                 spans = tuple(_span(w) for w in d.get("relevant_windows", []))
                 saliency = {int(c): tuple(int(x) for x in s)
                             for c, s in zip(d.get("relevant_clip_ids", []), d.get("saliency_scores", []))}
