@@ -31,7 +31,10 @@ class GroundingConfig:
             the similarity curve before differencing.
         vote_gamma: exponent on IoU in the IoU-weighted vote that re-ranks
             candidate spans.
-        sub_event_top_k: k, candidates kept per sub-event (k**m combinations).
+        description_candidates: best proposals taken from each description's
+            ranking when several descriptions vote (the reference takes 3).
+        sub_event_top_k: k, candidates kept per sub-event after voting
+            (k**m combinations for m sub-events).
         query_candidates: candidates of the whole query that enter the final vote.
         integrated_candidates: integrated sub-event spans that enter the final vote.
         nan_safe: give a window with no foreground frame outside it a finite
@@ -55,6 +58,7 @@ class GroundingConfig:
     dynamic_threshold: float = 0.0005
     gaussian_sigma: float = 1.0
     vote_gamma: float = 0.6
+    description_candidates: int = 3
     sub_event_top_k: int = 3
     query_candidates: int = 7
     integrated_candidates: int = 2
@@ -72,7 +76,7 @@ class GroundingConfig:
             )
         if not 0.0 <= self.nms_threshold <= 1.0:
             raise ValueError(f"nms_threshold is an IoU and must be in [0, 1], got {self.nms_threshold!r}")
-        for name in ("top_k", "sub_event_top_k", "query_candidates"):
+        for name in ("top_k", "description_candidates", "sub_event_top_k", "query_candidates"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")

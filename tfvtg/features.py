@@ -1,7 +1,10 @@
 """Per-frame visual features of one video (the input of the scoring core)."""
 from __future__ import annotations
 
+import json
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -109,6 +112,52 @@ class VideoFeatures:
 
     def __len__(self) -> int:
         return self.num_frames
+
+    # -- files --------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write TFVTG's layout: a (T, Q, D) float16 ``.npy`` (the normalised
+        tokens; cosine scores are unchanged) plus a ``.json`` sidecar with
+        duration and fps. Both writes are atomic."""
+        from .io import save_npy, write_json
+
+        path = Path(path)
+        if path.suffix != ".npy":
+            path = path.with_suffix(".npy")
+        tokens = self.tokens if not self.on_torch else self.tokens.detach().cpu().numpy()
+        write_json(path.with_suffix(".json"), {"duration": self.duration, "fps": self.fps, "source": self.source})
+        return save_npy(path, np.asarray(tokens, dtype=np.float16))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], duration: float | None = None) -> "VideoFeatures":
+        """Read a ``.npy`` feature file (TFVTG's released files load as they are).
+
+        Args:
+            path: the ``.npy`` file.
+            duration: video length in seconds. Default: the sidecar ``.json``
+                written by :meth:`save` or the extractor; without one, the
+                features are assumed to be sampled at 3 fps (duration = T / 3).
+        """
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"feature file not found: {path}")
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise ValueError(f"cannot read features from {path}: {exc}") from exc
+        meta: dict[str, Any] = {}
+        sidecar = path.with_suffix(".json")
+        if sidecar.exists():
+            try:
+                meta = json.loads(sidecar.read_text())
+            except (ValueError, OSError):
+                meta = {}
+        fps = meta.get("fps")
+        if duration is None:
+            duration = meta.get("duration")
+        if duration is None:
+            fps = 3.0
+            duration = array.shape[0] / fps if array.ndim else 0.0
+        return cls(array, duration=duration, fps=fps, source=meta.get("source") or str(path))
 
     def __repr__(self) -> str:
         t, q, d = self.shape

@@ -1,556 +1,439 @@
-"""LLM query decomposition over any OpenAI-compatible chat-completions server.
+"""LLM query decomposition over any OpenAI-compatible chat server.
 
-Works with OpenAI and with local servers that speak the same protocol (vLLM,
-Ollama, llama.cpp server). Replies are validated against TFVTG's published
-schema; a reply that breaks it gets one repair request quoting the error, and
-if that fails too the query stands as its own single sub-event
-(``Decomposition.fallback``) with a warning, so a batch never dies on one bad
-reply. Answers are cached persistently (see :mod:`tfvtg.llm_cache`).
+``OpenAIDecomposer`` asks the model (OpenAI, or vLLM / Ollama / llama.cpp
+behind ``base_url``) to split a query into ordered sub-events, validates the
+JSON it returns against TFVTG's published schema, caches every answer in
+sqlite, and never lets one bad reply end a batch: a reply that breaks the
+schema gets one repair request, then falls back to the query as its own
+single event (``Decomposition.fallback``), with a warning.
 
-The API key comes from the ``api_key`` argument or ``OPENAI_API_KEY`` and is
-never written to logs, exceptions, the cache or output files.
+Retries and backoff (429, 5xx, connection errors) are the ``openai`` client's
+own (``max_retries``); a server that does not answer within ``timeout``
+seconds raises :class:`LLMTimeoutError`. The API key is taken from the
+argument or OPENAI_API_KEY and never written to logs, errors or caches.
 """
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
 import re
+import sqlite3
 import threading
-from typing import Any, Callable, Literal, Sequence
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Generator, Iterable, Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .decomposition import Decomposition
-from .llm_cache import LLMCache, import_tfvtg_outputs
-from .prompts import PROMPT_VERSION, decomposition_messages, repair_message
+from .prompts import PROMPT_VERSION, REPAIR_TEMPLATE, RESPONSE_SCHEMA, SYSTEM_PROMPT, USER_TEMPLATE
 
-__all__ = [
-    "OpenAIDecomposer", "DecompositionError", "LLMTimeoutError", "LLMConfigurationError", "LLMResponseError",
-    "TFVTGResponse", "DECOMPOSITION_JSON_SCHEMA", "extract_json_object", "parse_decomposition",
-    "default_decomposer", "LLMCache", "import_tfvtg_outputs",
-]
+__all__ = ["OpenAIDecomposer", "DecompositionCache", "DecompositionError", "LLMTimeoutError", "extract_json",
+           "parse_reply", "default_decomposer"]
 
-logger = logging.getLogger(__name__)
-
-DEFAULT_MODEL = "gpt-4o-mini"
-_NO_KEY_PLACEHOLDER = "no-key"  # local servers accept any key; the client insists on one
+log = logging.getLogger("tfvtg.llm")
 
 
 class DecompositionError(RuntimeError):
-    """The LLM server could not be used (connection, authentication, HTTP error)."""
+    """The LLM server could not be used (unreachable, refused, misconfigured)."""
 
 
 class LLMTimeoutError(DecompositionError, TimeoutError):
-    """The LLM server did not answer within the configured timeout."""
+    """The server did not answer within the configured timeout."""
 
 
-class LLMConfigurationError(DecompositionError):
-    """The server refuses every request (bad key, unknown model, wrong URL); a batch stops on it."""
+# ------------------------------------------------------------------ parsing
 
-
-class LLMResponseError(DecompositionError, ValueError):
-    """A reply that is not a valid decomposition (internal; callers see a fallback)."""
-
-
-# ---------------------------------------------------------------------------
-# Schema (TFVTG's published per-query format)
-
-
-class SubQuery(BaseModel):
+class _Entry(BaseModel):
     model_config = ConfigDict(extra="ignore")
     sub_query_id: int | None = None
     descriptions: list[str] = Field(min_length=1)
 
-    @field_validator("descriptions")
-    @classmethod
-    def _non_empty(cls, value: list[str]) -> list[str]:
-        cleaned = [v.strip() for v in value]
-        if any(not v for v in cleaned):
-            raise ValueError("descriptions must be non-empty strings")
-        return cleaned
 
-
-class TFVTGResponse(BaseModel):
-    """One decomposition as the LLM must return it (TFVTG's llm_outputs.json entry)."""
-
+class _Reply(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
     reasoning: str = ""
-    sub_queries: str = Field(default="", alias="sub-queries")
+    sub_queries: str | list[str] = Field(default="", alias="sub-queries")
     relationship: Literal["single-query", "simultaneously", "sequentially"]
-    query_json: list[SubQuery] = Field(min_length=1)
-
-    @field_validator("relationship", mode="before")
-    @classmethod
-    def _relationship_alias(cls, value: Any) -> Any:
-        from .decomposition import _RELATION_ALIASES
-
-        if isinstance(value, str):
-            return _RELATION_ALIASES.get(value.strip().lower(), value)
-        return value
-
-    @field_validator("sub_queries", mode="before")
-    @classmethod
-    def _sub_queries_text(cls, value: Any) -> Any:
-        # Some models answer a list here; the field is informative only.
-        if isinstance(value, list):
-            return " ".join(f"{i + 1}. {v}" for i, v in enumerate(value))
-        return value
-
-    @model_validator(mode="after")
-    def _enough_sub_events(self) -> "TFVTGResponse":
-        if self.relationship != "single-query" and len(self.query_json) < 3:
-            raise ValueError(
-                f"relationship {self.relationship!r} needs query_json entry 0 (the whole query) "
-                f"and at least two sub-events, got {len(self.query_json)} entries"
-            )
-        return self
-
-    def to_decomposition(self) -> Decomposition:
-        return Decomposition(
-            relationship=self.relationship,
-            query_descriptions=tuple(self.query_json[0].descriptions),
-            sub_events=tuple(tuple(q.descriptions) for q in self.query_json[1:]),
-            reasoning=self.reasoning,
-        )
+    query_json: list[_Entry] = Field(min_length=1)
 
 
-# Strict JSON schema for servers with structured output. Kept to the subset
-# that OpenAI's strict mode accepts (no minItems; every key required).
-DECOMPOSITION_JSON_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "reasoning": {"type": "string"},
-        "sub-queries": {"type": "string"},
-        "relationship": {"type": "string", "enum": ["single-query", "simultaneously", "sequentially"]},
-        "query_json": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "sub_query_id": {"type": "integer"},
-                    "descriptions": {"type": "array", "items": {"type": "string"}},
-                },
-                "required": ["sub_query_id", "descriptions"],
-                "additionalProperties": False,
-            },
-        },
-    },
-    "required": ["reasoning", "sub-queries", "relationship", "query_json"],
-    "additionalProperties": False,
-}
-
-_RESPONSE_FORMAT = {
-    "type": "json_schema",
-    "json_schema": {"name": "tfvtg_decomposition", "schema": DECOMPOSITION_JSON_SCHEMA, "strict": True},
-}
-
-_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
+_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
 
 
-def extract_json_object(text: str) -> dict[str, Any]:
-    """The first JSON object in an LLM reply.
+def extract_json(text: str) -> dict[str, Any]:
+    """The first JSON object in an LLM reply: inside a code fence if there is
+    one, else the first ``{...}`` that parses, wherever it stands in the text.
 
-    Accepts a bare object, one inside Markdown code fences, or one with prose
-    around it. Raises LLMResponseError when the reply holds no JSON object.
+    Raises ValueError when there is none.
     """
     if not isinstance(text, str) or not text.strip():
-        raise LLMResponseError("the reply is empty; expected a JSON object")
+        raise ValueError("the reply is empty")
     candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
     decoder = json.JSONDecoder()
     for chunk in candidates:
-        start = chunk.find("{")
-        while start != -1:
+        for start in [m.start() for m in re.finditer(r"\{", chunk)]:
             try:
                 obj, _ = decoder.raw_decode(chunk, start)
-            except json.JSONDecodeError:
-                pass
-            else:
-                if isinstance(obj, dict):
-                    return obj
-            start = chunk.find("{", start + 1)
-    snippet = text.strip()[:120]
-    raise LLMResponseError(f"the reply contains no JSON object (it starts {snippet!r})")
+            except ValueError:
+                continue
+            if isinstance(obj, dict):
+                return obj
+    raise ValueError("the reply holds no JSON object")
 
 
-def parse_decomposition(text: str) -> Decomposition:
-    """Extract and validate a decomposition from an LLM reply.
-
-    Raises LLMResponseError whose message says what is wrong (quoted back to
-    the LLM in the repair request).
-    """
-    obj = extract_json_object(text)
+def parse_reply(text: str) -> Decomposition:
+    """Validate a reply against TFVTG's schema; raises ValueError naming the problem."""
+    data = extract_json(text)
     try:
-        return TFVTGResponse.model_validate(obj).to_decomposition()
+        reply = _Reply.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'object'}: {err['msg']}" for err in exc.errors()
-        )
-        raise LLMResponseError(f"the JSON does not match the schema ({problems})") from None
-    except ValueError as exc:
-        raise LLMResponseError(f"the JSON does not match the schema ({exc})") from None
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+        raise ValueError(f"the JSON does not follow the schema ({problems})") from None
+    payload = reply.model_dump(by_alias=True)
+    return Decomposition.from_tfvtg(payload)
 
 
-# ---------------------------------------------------------------------------
-# The decomposer
+# ------------------------------------------------------------------ cache
+
+class DecompositionCache:
+    """Persistent answers keyed by (model, prompt version, query), in sqlite.
+
+    Safe for several processes writing at once (WAL journal, busy timeout).
+    Default location: TFVTG_CACHE_DIR/llm.sqlite or ~/.cache/tfvtg/llm.sqlite.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None):
+        if path is None:
+            base = os.environ.get("TFVTG_CACHE_DIR")
+            path = (Path(base).expanduser() if base else Path.home() / ".cache" / "tfvtg") / "llm.sqlite"
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("CREATE TABLE IF NOT EXISTS decompositions (key TEXT PRIMARY KEY, model TEXT, "
+                       "prompt_version TEXT, query TEXT, response TEXT, created REAL)")
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30.0)
+        db.execute("PRAGMA busy_timeout=30000")
+        return db
+
+    @staticmethod
+    def key(model: str, prompt_version: str, query: str) -> str:
+        return hashlib.sha256(f"{model}\x1f{prompt_version}\x1f{query.strip()}".encode()).hexdigest()
+
+    def get(self, model: str, prompt_version: str, query: str) -> Decomposition | None:
+        with self._lock, self._connect() as db:
+            row = db.execute("SELECT response FROM decompositions WHERE key=?",
+                             (self.key(model, prompt_version, query),)).fetchone()
+        if row is None:
+            return None
+        try:
+            return Decomposition.from_tfvtg(json.loads(row[0]))
+        except ValueError:
+            return None
+
+    def put(self, model: str, prompt_version: str, query: str, decomposition: Decomposition) -> None:
+        self.put_many(model, prompt_version, [(query, decomposition)])
+
+    def put_many(self, model: str, prompt_version: str, items: Iterable[tuple[str, Decomposition]]) -> int:
+        rows = [(self.key(model, prompt_version, q), model, prompt_version, q, json.dumps(d.to_tfvtg()), time.time())
+                for q, d in items]
+        with self._lock, self._connect() as db:
+            db.executemany("INSERT OR REPLACE INTO decompositions VALUES (?,?,?,?,?,?)", rows)
+        return len(rows)
+
+    def __len__(self) -> int:
+        with self._lock, self._connect() as db:
+            return int(db.execute("SELECT COUNT(*) FROM decompositions").fetchone()[0])
+
+    def import_tfvtg(self, path: str | os.PathLike[str], model: str, prompt_version: str) -> int:
+        """Load a TFVTG ``llm_outputs.json`` ({video: {sentences, response}})
+        so that those queries cost no request. Returns the number imported;
+        malformed responses are skipped with a warning."""
+        data = json.loads(Path(path).read_text())
+        items, skipped = [], 0
+        for video in data.values():
+            for sentence, response in zip(video.get("sentences", []), video.get("response", [])):
+                try:
+                    items.append((sentence, Decomposition.from_tfvtg(response)))
+                except ValueError:
+                    skipped += 1
+        if skipped:
+            warnings.warn(f"{skipped} malformed responses in {path} were not imported", stacklevel=2)
+        return self.put_many(model, prompt_version, items)
 
 
-class _Redactor:
-    def __init__(self, secret: str | None) -> None:
-        self.secret = secret if secret and secret != _NO_KEY_PLACEHOLDER else None
+# ------------------------------------------------------------------ client
 
-    def __call__(self, text: str) -> str:
-        if self.secret and self.secret in text:
-            text = text.replace(self.secret, "***")
-        return text
+_Messages = list[dict[str, str]]
 
 
 class OpenAIDecomposer:
-    """Decomposes queries with an LLM behind an OpenAI-compatible API.
+    """Query decomposition with any OpenAI-compatible chat-completions server.
 
     Args:
-        model: chat model name (``"gpt-4o-mini"``, or what your local server serves).
-        base_url: server URL such as ``"http://localhost:8000/v1"``; None means
-            OpenAI (or ``OPENAI_BASE_URL``).
-        api_key: the key; default ``OPENAI_API_KEY``. Local servers that need
-            none work without it when ``base_url`` is given.
-        cache: an :class:`LLMCache`, a path to its sqlite file, ``"default"``
-            (``~/.cache/tfvtg/llm_cache.sqlite``) or None for no cache.
-        timeout: seconds to wait for one request before it counts as timed out.
-        max_retries: retries of the ``openai`` client itself on 429, 5xx,
-            connection errors and timeouts, with its backoff and ``Retry-After``.
-        temperature: sampling temperature (0 for repeatable answers).
-        structured_output: ask for JSON-schema structured output; turned off
-            for the rest of this instance's life if the server rejects it.
+        model: the chat model name on that server.
+        base_url: server URL (e.g. "http://localhost:8000/v1" for vLLM);
+            default: OpenAI (or OPENAI_BASE_URL).
+        api_key: default OPENAI_API_KEY; local servers may need none.
+        cache: True for the default sqlite cache, a path, a
+            :class:`DecompositionCache`, or False/None for none.
+        timeout: seconds to wait for one answer before :class:`LLMTimeoutError`.
+        max_retries: the openai client's retries (with its backoff) on 429,
+            5xx and connection errors.
+        structured: ask for JSON-schema structured output; None tries it and
+            falls back to plain prompting when the server refuses.
+        temperature: sampling temperature.
     """
 
-    def __init__(self, model: str = DEFAULT_MODEL, base_url: str | None = None, api_key: str | None = None,
-                 cache: LLMCache | str | os.PathLike[str] | None = "default", timeout: float = 60.0,
-                 max_retries: int = 3, *, temperature: float = 0.0, structured_output: bool = True) -> None:
-        if not isinstance(model, str) or not model.strip():
-            raise ValueError("model must be a non-empty model name such as 'gpt-4o-mini'")
-        if timeout is None or float(timeout) <= 0:
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-        if int(max_retries) < 0:
-            raise ValueError(f"max_retries must be >= 0, got {max_retries!r}")
+    def __init__(self, model: str = "gpt-4o-mini", base_url: str | None = None, api_key: str | None = None,
+                 cache: bool | str | os.PathLike[str] | DecompositionCache | None = True,
+                 timeout: float = 60.0, max_retries: int = 3, structured: bool | None = None,
+                 temperature: float = 0.0):
         self.model = model
-        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or os.environ.get("TFVTG_LLM_BASE_URL")
         key = api_key or os.environ.get("OPENAI_API_KEY")
-        if not key:
-            if self.base_url is None:
-                raise ValueError(
-                    "no API key: pass api_key=... or set OPENAI_API_KEY, or give base_url=... "
-                    "for a local OpenAI-compatible server (vLLM, Ollama, llama.cpp)"
-                )
-            key = _NO_KEY_PLACEHOLDER
-        self.__key = key  # name-mangled and left out of repr on purpose
-        self._redact = _Redactor(key)
+        if not key and not self.base_url:
+            raise ValueError("no API key: pass api_key=... or set OPENAI_API_KEY "
+                             "(or give base_url=... for a local server that needs none)")
+        self._key = key or "not-needed"
         self.timeout = float(timeout)
         self.max_retries = int(max_retries)
-        self.temperature = float(temperature)
-        self.structured_output = bool(structured_output)
+        self.structured = structured
+        self.temperature = temperature
+        if cache is True:
+            self.cache: DecompositionCache | None = DecompositionCache()
+        elif isinstance(cache, DecompositionCache):
+            self.cache = cache
+        elif cache:
+            self.cache = DecompositionCache(cache)
+        else:
+            self.cache = None
+        self._client = None
         self.prompt_version = PROMPT_VERSION
-        if cache == "default":
-            cache = LLMCache()
-        elif cache is not None and not isinstance(cache, LLMCache):
-            cache = LLMCache(cache)
-        self.cache: LLMCache | None = cache
-        self._client: Any = None
-        self._lock = threading.Lock()
 
-    def __repr__(self) -> str:
-        where = self.base_url or "OpenAI"
-        return f"OpenAIDecomposer(model={self.model!r}, base_url={where!r}, cache={self.cache!r})"
+    def __repr__(self) -> str:  # never shows the key
+        return f"OpenAIDecomposer(model={self.model!r}, base_url={self.base_url!r}, cache={self.cache is not None})"
 
-    def __getstate__(self) -> dict[str, Any]:
-        raise TypeError("OpenAIDecomposer holds an API key and is not picklable; build one per process")
+    # -- hygiene ---------------------------------------------------------------
+    def _redact(self, text: str) -> str:
+        return text.replace(self._key, "***") if self._key and self._key != "not-needed" else text
 
-    # -- clients ----------------------------------------------------------
-    def _client_kwargs(self) -> dict[str, Any]:
-        return {"api_key": self.__key, "base_url": self.base_url, "timeout": self.timeout,
-                "max_retries": self.max_retries}
-
-    def _sync_client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                try:
-                    import openai
-                except ImportError:  # pragma: no cover - depends on the environment
-                    raise ImportError("LLM decomposition needs the openai package: pip install 'tfvtg[llm]'") from None
-                self._client = openai.OpenAI(**self._client_kwargs())
-            return self._client
-
-    def _async_client(self) -> Any:
+    def _error(self, exc: BaseException) -> DecompositionError:
         import openai
 
-        return openai.AsyncOpenAI(**self._client_kwargs())
-
-    # -- error mapping ----------------------------------------------------
-    def _convert(self, exc: BaseException) -> DecompositionError:
-        import openai
-
-        where = self.base_url or "the OpenAI API"
-        tries = self.max_retries + 1
         if isinstance(exc, openai.APITimeoutError):
-            return LLMTimeoutError(
-                f"LLM request to {where} timed out: no answer within {self.timeout:g} s "
-                f"({tries} attempt{'s' if tries > 1 else ''}); raise timeout= or check that the server is up"
-            )
-        if isinstance(exc, openai.AuthenticationError):
-            return LLMConfigurationError(
-                f"{where} rejected the API key (HTTP 401); check OPENAI_API_KEY or api_key=")
-        if isinstance(exc, openai.PermissionDeniedError):
-            return LLMConfigurationError(
-                f"{where} denied access (HTTP 403) for model {self.model!r}: {self._redact(str(exc))}")
-        if isinstance(exc, openai.NotFoundError):
-            return LLMConfigurationError(
-                f"{where} answered HTTP 404 for model {self.model!r}: {self._redact(str(exc))}; "
-                "check the model name and that base_url ends with /v1"
-            )
-        if isinstance(exc, openai.APIStatusError):
-            return DecompositionError(
-                f"{where} answered HTTP {exc.status_code} after {tries} attempt(s): {self._redact(str(exc))}"
-            )
-        if isinstance(exc, openai.APIConnectionError):
-            return DecompositionError(f"could not connect to {where} ({tries} attempt(s)); is the server running?")
-        return DecompositionError(f"LLM request to {where} failed: {self._redact(str(exc))}")
+            return LLMTimeoutError(f"the LLM server at {self.base_url or 'api.openai.com'} timed out "
+                                   f"(no answer within {self.timeout:g} s, {self.max_retries} retries)")
+        return DecompositionError(self._redact(f"LLM request failed: {type(exc).__name__}: {exc}"))
 
-    def _is_response_format_rejection(self, exc: BaseException) -> bool:
+    # -- the conversation, transport-free -------------------------------------
+    def _conversation(self, query: str) -> Generator[_Messages, str, Decomposition]:
+        """Yields the messages to send, receives each reply, returns the
+        decomposition: first try, one repair request, then the fallback."""
+        messages: _Messages = [{"role": "system", "content": SYSTEM_PROMPT},
+                               {"role": "user", "content": USER_TEMPLATE.format(query=query)}]
+        reply = yield messages
+        try:
+            return parse_reply(reply)
+        except ValueError as exc:
+            first_error = str(exc)
+        messages = messages + [{"role": "assistant", "content": reply or ""},
+                               {"role": "user", "content": REPAIR_TEMPLATE.format(error=first_error)}]
+        reply = yield messages
+        try:
+            return parse_reply(reply)
+        except ValueError as exc:
+            warnings.warn(f"LLM gave no usable decomposition for {query!r} ({exc}); "
+                          "using the query as a single event", stacklevel=3)
+            return Decomposition.single(query, fallback=True)
+
+    def _request_args(self, messages: _Messages) -> dict[str, Any]:
+        args: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": self.temperature}
+        if self.structured is not False:
+            args["response_format"] = {"type": "json_schema",
+                                       "json_schema": {"name": "decomposition", "schema": RESPONSE_SCHEMA}}
+        return args
+
+    def _refused_structured(self, exc: BaseException) -> bool:
         import openai
 
-        return self.structured_output and isinstance(exc, (openai.BadRequestError, openai.UnprocessableEntityError))
+        if self.structured is None and isinstance(exc, openai.BadRequestError):
+            self.structured = False  # this server does not do JSON schema: plain prompting from now on
+            log.info("server refused structured output; using plain prompting")
+            return True
+        return False
 
-    def _request_kwargs(self, messages: list[dict[str, str]]) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": self.temperature}
-        if self.structured_output:
-            kwargs["response_format"] = _RESPONSE_FORMAT
-        return kwargs
+    # -- sync -------------------------------------------------------------------
+    def _sync_client(self):
+        if self._client is None:
+            import openai
 
-    def _note_no_structured_output(self, exc: BaseException) -> None:
-        self.structured_output = False
-        logger.info("%s rejected JSON-schema structured output (%s); using plain prompting from now on",
-                    self.base_url or "the OpenAI API", type(exc).__name__)
+            self._client = openai.OpenAI(api_key=self._key, base_url=self.base_url, timeout=self.timeout,
+                                         max_retries=self.max_retries)
+        return self._client
 
-    @staticmethod
-    def _reply_text(completion: Any) -> str:
-        try:
-            return completion.choices[0].message.content or ""
-        except (AttributeError, IndexError, TypeError):
-            return ""
+    def _complete(self, messages: _Messages) -> str:
+        import openai
 
-    # -- synchronous path -------------------------------------------------
-    def _chat(self, messages: list[dict[str, str]]) -> str:
         client = self._sync_client()
         try:
             try:
-                completion = client.chat.completions.create(**self._request_kwargs(messages))
-            except Exception as exc:
-                if not self._is_response_format_rejection(exc):
+                resp = client.chat.completions.create(**self._request_args(messages))
+            except openai.BadRequestError as exc:
+                if not self._refused_structured(exc):
                     raise
-                self._note_no_structured_output(exc)
-                completion = client.chat.completions.create(**self._request_kwargs(messages))
-        except DecompositionError:
-            raise
-        except Exception as exc:
-            raise self._convert(exc) from None
-        return self._reply_text(completion)
+                resp = client.chat.completions.create(**self._request_args(messages))
+        except openai.OpenAIError as exc:
+            raise self._error(exc) from None
+        return resp.choices[0].message.content or ""
 
     def decompose(self, query: str) -> Decomposition:
-        """Decompose one query into ordered sub-events with their temporal relation.
-
-        Returns a cached answer when there is one. A reply that breaks the
-        schema gets one repair request; if that fails too the result is
-        ``Decomposition.single(query, fallback=True)`` and a warning is logged.
+        """Decompose one query (from the cache when it was seen before).
 
         Raises:
-            LLMTimeoutError: the server did not answer within ``timeout`` seconds
-                (after the client's retries).
-            DecompositionError: the server could not be used (connection, HTTP error).
+            LLMTimeoutError: the server did not answer in time.
+            DecompositionError: the server could not be used at all.
         """
-        query = _check_query(query)
-        cached = self._cache_get(query)
+        if not isinstance(query, str) or not query.strip():
+            raise ValueError("the query must be a non-empty sentence")
+        cached = self.cache.get(self.model, self.prompt_version, query) if self.cache else None
         if cached is not None:
             return cached
-        messages = decomposition_messages(query)
-        return self._finish(query, messages, self._chat(messages), self._chat)
-
-    def _finish(self, query: str, messages: list[dict[str, str]], reply: str,
-                chat: Callable[[list[dict[str, str]]], str]) -> Decomposition:
-        try:
-            dec = parse_decomposition(reply)
-        except LLMResponseError as first:
-            repair = messages + [{"role": "assistant", "content": reply}, repair_message(str(first))]
+        conv = self._conversation(query)
+        messages = next(conv)
+        while True:
             try:
-                dec = parse_decomposition(chat(repair))
-            except LLMResponseError as second:
-                return self._fallback(query, second)
-        self._cache_put(query, dec)
-        return dec
+                messages = conv.send(self._complete(messages))
+            except StopIteration as done:
+                result: Decomposition = done.value
+                break
+        if self.cache is not None and not result.fallback:
+            self.cache.put(self.model, self.prompt_version, query, result)
+        return result
 
-    # -- asynchronous batch path -------------------------------------------
-    async def _achat(self, client: Any, messages: list[dict[str, str]]) -> str:
+    # -- async batch ------------------------------------------------------------
+    async def _acomplete(self, client: Any, messages: _Messages) -> str:
+        import openai
+
         try:
             try:
-                completion = await client.chat.completions.create(**self._request_kwargs(messages))
-            except Exception as exc:
-                if not self._is_response_format_rejection(exc):
+                resp = await client.chat.completions.create(**self._request_args(messages))
+            except openai.BadRequestError as exc:
+                if not self._refused_structured(exc):
                     raise
-                self._note_no_structured_output(exc)
-                completion = await client.chat.completions.create(**self._request_kwargs(messages))
-        except Exception as exc:
-            raise self._convert(exc) from None
-        return self._reply_text(completion)
+                resp = await client.chat.completions.create(**self._request_args(messages))
+        except openai.OpenAIError as exc:
+            raise self._error(exc) from None
+        return resp.choices[0].message.content or ""
 
     async def _adecompose(self, client: Any, query: str) -> Decomposition:
-        cached = self._cache_get(query)
-        if cached is not None:
-            return cached
-        messages = decomposition_messages(query)
-        reply = await self._achat(client, messages)
-        try:
-            dec = parse_decomposition(reply)
-        except LLMResponseError as first:
-            repair = messages + [{"role": "assistant", "content": reply}, repair_message(str(first))]
+        conv = self._conversation(query)
+        messages = next(conv)
+        while True:
+            reply = await self._acomplete(client, messages)
             try:
-                dec = parse_decomposition(await self._achat(client, repair))
-            except LLMResponseError as second:
-                return self._fallback(query, second)
-        self._cache_put(query, dec)
-        return dec
+                messages = conv.send(reply)
+            except StopIteration as done:
+                return done.value
 
     async def adecompose_many(self, queries: Sequence[str], concurrency: int = 8, progress: bool = True,
-                              on_result: Callable[[int, Decomposition], None] | None = None) -> list[Decomposition]:
-        """Async version of :meth:`decompose_many` (use inside a running event loop)."""
-        queries = [_check_query(q) for q in queries]
-        if int(concurrency) < 1:
-            raise ValueError(f"concurrency must be >= 1, got {concurrency!r}")
+                              on_result: Any = None) -> list[Decomposition]:
+        """Async form of :meth:`decompose_many`."""
+        import openai
+
         results: list[Decomposition | None] = [None] * len(queries)
-        # Identical queries share one request.
-        first_index: dict[str, list[int]] = {}
+        todo = []
         for i, q in enumerate(queries):
-            first_index.setdefault(q, []).append(i)
-        semaphore = asyncio.Semaphore(int(concurrency))
+            hit = self.cache.get(self.model, self.prompt_version, q) if self.cache else None
+            if hit is not None:
+                results[i] = hit
+            else:
+                todo.append(i)
         bar = None
-        if progress and queries:
+        if progress and todo:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(queries), desc="decompose", unit="query")
-        client = self._async_client()
+            bar = tqdm(total=len(todo), unit="query", desc="decompose")
+        semaphore = asyncio.Semaphore(max(1, int(concurrency)))
+        client = openai.AsyncOpenAI(api_key=self._key, base_url=self.base_url, timeout=self.timeout,
+                                    max_retries=self.max_retries)
 
-        async def one(query: str, indices: list[int]) -> None:
+        async def one(i: int) -> None:
+            q = queries[i]
             async with semaphore:
                 try:
-                    dec = await self._adecompose(client, query)
-                except LLMConfigurationError:
-                    raise  # every other query would fail the same way
-                except DecompositionError as exc:
-                    logger.warning("query %r: %s; using the query as a single sub-event", query, exc)
-                    dec = Decomposition.single(query, fallback=True)
-            for i in indices:
-                results[i] = dec
-                if on_result is not None:
-                    on_result(i, dec)
+                    dec = await self._adecompose(client, q)
+                except DecompositionError as exc:  # the batch goes on
+                    warnings.warn(f"decomposition failed for {q!r}: {exc}; using the query as a single event",
+                                  stacklevel=2)
+                    dec = Decomposition.single(q, fallback=True)
+            if self.cache is not None and not dec.fallback:
+                self.cache.put(self.model, self.prompt_version, q, dec)
+            results[i] = dec
+            if on_result is not None:
+                on_result(i, dec)
             if bar is not None:
-                bar.update(len(indices))
+                bar.update(1)
 
         try:
-            await asyncio.gather(*(one(q, idx) for q, idx in first_index.items()))
+            await asyncio.gather(*(one(i) for i in todo))
         finally:
+            await client.close()
             if bar is not None:
                 bar.close()
-            await client.close()
         return [r for r in results if r is not None]
 
     def decompose_many(self, queries: Sequence[str], concurrency: int = 8, progress: bool = True,
-                       on_result: Callable[[int, Decomposition], None] | None = None) -> list[Decomposition]:
-        """Decompose many queries with at most ``concurrency`` requests in flight.
+                       on_result: Any = None) -> list[Decomposition]:
+        """Decompose many queries, ``concurrency`` requests at a time, in order.
 
-        Returns one Decomposition per query, in the order given. A query whose
-        reply cannot be used, or whose request fails (timeout, HTTP error), is
-        logged as a warning and comes back as a single-sub-event fallback
-        (``.fallback`` is True; fallbacks are not cached, so a re-run retries
-        them). ``on_result(index, decomposition)`` is called as each finishes.
-
-        Raises:
-            LLMConfigurationError: the server rejects the key, model or URL
-                (HTTP 401/403/404); the batch stops, since every query would fail.
-        Works from plain code and from inside a running event loop (Jupyter).
+        Cached queries cost nothing; a query whose request fails gets a
+        fallback decomposition (and a warning) instead of ending the batch.
+        ``on_result(index, decomposition)`` is called as each one arrives.
         """
-        coro = self.adecompose_many(queries, concurrency=concurrency, progress=progress, on_result=on_result)
+        queries = list(queries)
+        for q in queries:
+            if not isinstance(q, str) or not q.strip():
+                raise ValueError(f"every query must be a non-empty sentence, got {q!r}")
+        coro = self.adecompose_many(queries, concurrency, progress, on_result)
         try:
             asyncio.get_running_loop()
         except RuntimeError:
             return asyncio.run(coro)
-        # Inside a running loop (e.g. Jupyter): run the batch on a private loop in a thread.
+        # inside a running loop (a notebook): run the batch in a helper thread
         box: dict[str, Any] = {}
-
-        def runner() -> None:
-            try:
-                box["value"] = asyncio.run(coro)
-            except BaseException as exc:  # re-raised in the caller's thread
-                box["error"] = exc
-
-        thread = threading.Thread(target=runner, name="tfvtg-decompose")
+        thread = threading.Thread(target=lambda: box.setdefault("r", asyncio.run(coro)))
         thread.start()
         thread.join()
-        if "error" in box:
-            raise box["error"]
-        return box["value"]
+        return box["r"]
 
-    # -- cache and fallback -------------------------------------------------
-    def _cache_get(self, query: str) -> Decomposition | None:
+    def import_tfvtg(self, path: str | os.PathLike[str]) -> int:
+        """Import a TFVTG ``llm_outputs.json`` into this decomposer's cache."""
         if self.cache is None:
-            return None
-        return self.cache.get(self.model, self.prompt_version, query)
-
-    def _cache_put(self, query: str, dec: Decomposition) -> None:
-        if self.cache is not None and not dec.fallback:
-            self.cache.put(self.model, self.prompt_version, query, dec)
-
-    def _fallback(self, query: str, error: BaseException) -> Decomposition:
-        logger.warning("LLM reply for query %r is unusable after one repair request (%s); "
-                       "using the query as a single sub-event", query, self._redact(str(error)))
-        return Decomposition.single(query, fallback=True)
-
-    def import_tfvtg_outputs(self, path: str | os.PathLike[str]) -> int:
-        """Import a TFVTG ``llm_outputs.json`` into this decomposer's cache.
-
-        Its answers are then returned by :meth:`decompose` without requests.
-        Returns the number imported.
-        """
-        if self.cache is None:
-            raise ValueError("this decomposer has no cache (cache=None); give cache='default' or a path")
-        return import_tfvtg_outputs(path, cache=self.cache, model=self.model, prompt_version=self.prompt_version)
+            raise ValueError("this decomposer has no cache to import into (cache=False)")
+        return self.cache.import_tfvtg(path, self.model, self.prompt_version)
 
 
-def _check_query(query: Any) -> str:
-    if not isinstance(query, str) or not query.strip():
-        raise ValueError(f"query must be a non-empty string, got {query!r}")
-    return query.strip()
+_NOTICE_SHOWN = False
 
 
-_NOTICE_LOCK = threading.Lock()
-_notice_logged = False
-
-
-def default_decomposer(**kwargs: Any) -> OpenAIDecomposer | None:
-    """The decomposer the environment configures, or None.
-
-    An :class:`OpenAIDecomposer` when ``OPENAI_API_KEY`` or
-    ``TFVTG_LLM_BASE_URL`` is set (model from ``TFVTG_LLM_MODEL``, default
-    gpt-4o-mini). Otherwise logs once "no LLM configured; grounding runs
-    VLM-only" and returns None.
-    """
-    global _notice_logged
+def default_decomposer() -> OpenAIDecomposer | None:
+    """An :class:`OpenAIDecomposer` when an LLM is configured (OPENAI_API_KEY,
+    or TFVTG_LLM_BASE_URL with TFVTG_LLM_MODEL), else None after a one-line
+    notice that grounding runs VLM-only."""
+    global _NOTICE_SHOWN
     base_url = os.environ.get("TFVTG_LLM_BASE_URL")
     if os.environ.get("OPENAI_API_KEY") or base_url:
-        kwargs.setdefault("model", os.environ.get("TFVTG_LLM_MODEL") or DEFAULT_MODEL)
-        kwargs.setdefault("base_url", base_url)
-        return OpenAIDecomposer(**kwargs)
-    with _NOTICE_LOCK:
-        if not _notice_logged:
-            _notice_logged = True
-            logger.warning("no LLM configured; grounding runs VLM-only "
-                           "(set OPENAI_API_KEY or TFVTG_LLM_BASE_URL to decompose queries)")
+        return OpenAIDecomposer(model=os.environ.get("TFVTG_LLM_MODEL", "gpt-4o-mini"), base_url=base_url)
+    if not _NOTICE_SHOWN:
+        _NOTICE_SHOWN = True
+        log.warning("no LLM configured (set OPENAI_API_KEY or TFVTG_LLM_BASE_URL): grounding runs VLM-only")
     return None

@@ -103,6 +103,18 @@ class GroundingResult:
         dec = "" if self.decomposition is None else f", relation={self.decomposition.relationship!r}"
         return f"GroundingResult(query={self.query!r}, best={best}, {len(self.moments)} moments{dec})"
 
+    def _repr_html_(self) -> str:
+        """A small table of the top moments for notebooks."""
+        import html
+
+        rows = "".join(
+            f"<tr><td>{i + 1}</td><td>{m.start:.2f}</td><td>{m.end:.2f}</td><td>{m.score:.3f}</td></tr>"
+            for i, m in enumerate(self.moments[:5]))
+        dec = "" if self.decomposition is None else \
+            f" &middot; {html.escape(self.decomposition.relationship)}, {len(self.decomposition.sub_events)} sub-events"
+        return (f"<div><b>{html.escape(self.query)}</b> &middot; {self.duration:.2f} s video{dec}"
+                f"<table><tr><th>#</th><th>start (s)</th><th>end (s)</th><th>score</th></tr>{rows}</table></div>")
+
     def plot(self, ground_truth: tuple[float, float] | None = None, ax: Any = None, path: str | None = None) -> Any:
         """Draw the curve, proposals and chosen moment (see :mod:`tfvtg.plot`)."""
         from .plot import plot_result

@@ -1,68 +1,63 @@
-"""Prompt text for LLM query decomposition (the library's own wording).
+"""The library's prompt for query decomposition (our own wording).
 
-``PROMPT_VERSION`` is part of every cache key: change it whenever the text
-below changes, so cached answers to an older prompt are not reused.
+Bump PROMPT_VERSION whenever the text changes: it is part of the cache key.
 """
 from __future__ import annotations
 
-__all__ = ["PROMPT_VERSION", "DECOMPOSITION_SYSTEM_PROMPT", "decomposition_messages", "repair_message"]
-
 PROMPT_VERSION = "tfvtg-decompose-v1"
 
-DECOMPOSITION_SYSTEM_PROMPT = """\
-You prepare text queries for a video search model. That model compares each \
-video frame with a short sentence, so it only recognises what is visible in a \
-single frame: people, objects, places, poses and simple actions. It cannot \
-follow long stories, reasons, or what happened before or after.
+SYSTEM_PROMPT = """\
+You help a video search system find the moment a sentence describes. The \
+system can only compare single video frames with short visual descriptions, \
+so it needs the sentence broken into events that are visible in frames.
 
-Given one query describing a moment in a video, do the following.
-1. Decide whether the query describes one visible event or several. If it \
-describes several, split it into sub-events, each simple enough to be seen in \
-a frame, and list them in the order they happen in the video.
-2. Decide how the sub-events relate in time:
-   - "single-query": there is only one event; do not split it.
-   - "simultaneously": the sub-events happen at the same time.
-   - "sequentially": each sub-event starts after the previous one ends.
-3. Write three or more short descriptions for the whole query and for every \
-sub-event: different wordings of the same visible content, each a plain \
-sentence.
+For the sentence you are given:
+1. Decide whether it describes one event, several events happening at the \
+same time, or several events happening one after another.
+2. Rewrite the whole sentence as 3 short visual descriptions (different \
+wordings of the same thing).
+3. If there are several events, list them in the order they happen, each with \
+3 short visual descriptions. Describe only what a camera would show: people, \
+objects, actions, places. No sounds, thoughts or intentions.
 
-Answer with one JSON object and nothing else, with these keys:
-- "reasoning": one or two sentences explaining your split.
-- "sub-queries": the sub-events as one numbered line, e.g. "1. ... 2. ...".
-- "relationship": "single-query", "simultaneously" or "sequentially".
-- "query_json": a list. Entry 0 is {"sub_query_id": 0, "descriptions": [...]} \
-describing the whole query. Entries 1, 2, ... are the sub-events in temporal \
-order, {"sub_query_id": k, "descriptions": [...]}. For "single-query" give \
-entry 0 only; otherwise give at least two sub-events.
+Answer with one JSON object and nothing else, in exactly this form:
+{"reasoning": "<one or two sentences on how you split it>",
+ "sub-queries": "<the events, numbered, in one line>",
+ "relationship": "single-query" | "simultaneously" | "sequentially",
+ "query_json": [
+   {"sub_query_id": 0, "descriptions": ["<whole sentence>", "<rewording>", "<rewording>"]},
+   {"sub_query_id": 1, "descriptions": ["<first event>", "...", "..."]},
+   {"sub_query_id": 2, "descriptions": ["<second event>", "...", "..."]}
+ ]}
+Entry 0 always describes the whole sentence. For a single event, give only \
+entry 0 and use "single-query"."""
 
-Example. Query: "a man opens the fridge and then drinks a glass of milk."
-{"reasoning": "Two visible actions happen one after the other.", \
-"sub-queries": "1. A man opens the fridge. 2. A man drinks a glass of milk.", \
-"relationship": "sequentially", "query_json": [\
-{"sub_query_id": 0, "descriptions": ["A man opens the fridge and drinks milk.", \
-"A man takes milk from the fridge and drinks it.", "Someone drinks milk after opening a refrigerator."]}, \
-{"sub_query_id": 1, "descriptions": ["A man opens the fridge.", "A man pulls the refrigerator door open.", \
-"Someone opening a fridge."]}, \
-{"sub_query_id": 2, "descriptions": ["A man drinks a glass of milk.", "A man sips milk from a glass.", \
-"Someone drinking milk."]}]}
-"""
+USER_TEMPLATE = 'Sentence: "{query}"'
 
+REPAIR_TEMPLATE = """\
+Your previous answer could not be used: {error}
+Answer again for the same sentence with one JSON object in the required form, and nothing else."""
 
-def decomposition_messages(query: str) -> list[dict[str, str]]:
-    """The chat messages that ask for the decomposition of ``query``."""
-    return [
-        {"role": "system", "content": DECOMPOSITION_SYSTEM_PROMPT},
-        {"role": "user", "content": f"Query: {query.strip()}"},
-    ]
-
-
-def repair_message(error: str) -> dict[str, str]:
-    """A follow-up user message quoting why the previous reply was rejected."""
-    return {
-        "role": "user",
-        "content": (
-            "Your previous reply could not be used: "
-            f"{error}\nReply again with only the corrected JSON object, following the keys and rules above."
-        ),
-    }
+RESPONSE_SCHEMA: dict = {
+    "type": "object",
+    "properties": {
+        "reasoning": {"type": "string"},
+        "sub-queries": {"type": "string"},
+        "relationship": {"type": "string", "enum": ["single-query", "simultaneously", "sequentially"]},
+        "query_json": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "sub_query_id": {"type": "integer"},
+                    "descriptions": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+                },
+                "required": ["sub_query_id", "descriptions"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    "required": ["reasoning", "sub-queries", "relationship", "query_json"],
+    "additionalProperties": False,
+}

@@ -1,0 +1,294 @@
+"""Stage 1: BLIP-2 Q-Former features through transformers.
+
+``Blip2Encoder`` wraps ``Blip2ForImageTextRetrieval`` (the checkpoint
+``Salesforce/blip2-itm-vit-g-coco`` is LAVIS' ``blip2_image_text_matching``
+"coco" model) and computes exactly what its image-text-contrastive head
+compares: the 32 query tokens of a frame through ``vision_projection``
+((T, 32, 256) per video) and a sentence's CLS token through
+``text_projection`` ((n, 256)). Cosine similarity of the two, maximised over
+the query tokens, is the model's ITC score.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .features import VideoFeatures
+
+__all__ = ["Blip2Encoder", "default_encoder", "features_for_video", "DEFAULT_MODEL", "ModelUnavailableError"]
+
+DEFAULT_MODEL = "Salesforce/blip2-itm-vit-g-coco"
+
+
+class ModelUnavailableError(OSError):
+    """The model's weights could not be loaded (offline, missing, wrong path)."""
+
+
+def _pick_device(device: str | None) -> str:
+    import torch
+
+    if device:
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _offline_help(model: str, exc: BaseException) -> ModelUnavailableError:
+    offline = os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True") or \
+        os.environ.get("TRANSFORMERS_OFFLINE") in ("1", "true", "True")
+    why = "HF_HUB_OFFLINE is set" if offline else "the model hub could not be reached or has no such model"
+    return ModelUnavailableError(
+        f"cannot load BLIP-2 model {model!r}: {why} ({type(exc).__name__}: {exc}). "
+        f"Download it on a machine with network access (e.g. `huggingface-cli download {DEFAULT_MODEL} "
+        f"--local-dir /path/blip2`), copy it here and pass Blip2Encoder(model='/path/blip2') "
+        f"or set TFVTG_BLIP2_MODEL=/path/blip2."
+    )
+
+
+class Blip2Encoder:
+    """BLIP-2 frame and text encoder.
+
+    Args:
+        model: hub name or local directory of a ``Blip2ForImageTextRetrieval``
+            checkpoint with its tokenizer and image processor (default: the
+            environment variable TFVTG_BLIP2_MODEL, else
+            "Salesforce/blip2-itm-vit-g-coco").
+        device: "cuda", "mps", "cpu" or a torch device string; default: the
+            first available of cuda, mps, cpu.
+        dtype: autocast dtype for the vision transformer on a GPU
+            ("float16" or "bfloat16"; default float16 on CUDA, as LAVIS).
+            On the CPU everything runs in float32.
+        batch_size: frames per forward pass (default 64 on a GPU, 16 on CPU);
+            halved automatically whenever the GPU runs out of memory.
+
+    The model loads once, on first use, and is reused for every call.
+    """
+
+    def __init__(self, model: str | os.PathLike[str] | None = None, device: str | None = None,
+                 dtype: str | None = None, batch_size: int | None = None):
+        self.model_name = str(model or os.environ.get("TFVTG_BLIP2_MODEL") or DEFAULT_MODEL)
+        self._device = device
+        self._dtype = dtype
+        self._batch_size = batch_size
+        self._loaded: tuple[Any, Any, Any] | None = None
+
+    # -- loading ----------------------------------------------------------
+    @property
+    def device(self) -> str:
+        return _pick_device(self._device)
+
+    @property
+    def batch_size(self) -> int:
+        if self._batch_size:
+            return int(self._batch_size)
+        return 64 if self.device.startswith("cuda") else 16
+
+    def _load(self) -> tuple[Any, Any, Any]:
+        if self._loaded is not None:
+            return self._loaded
+        from transformers import AutoImageProcessor, AutoTokenizer, Blip2ForImageTextRetrieval
+
+        name = self.model_name
+        local = Path(name).expanduser()
+        if local.exists():
+            name = str(local)
+        elif name.startswith((".", "/", "~")):
+            raise ModelUnavailableError(
+                f"BLIP-2 model directory not found: {local}; pass the directory of a local copy of "
+                f"{DEFAULT_MODEL} (config.json, weights, tokenizer and preprocessor files)")
+        try:
+            # the cache first: no network round trip when the weights are here
+            parts = self._from_pretrained(AutoTokenizer, AutoImageProcessor, Blip2ForImageTextRetrieval,
+                                          name, local_files_only=True)
+        except OSError:
+            if local.exists():
+                raise
+            try:
+                parts = self._from_pretrained(AutoTokenizer, AutoImageProcessor, Blip2ForImageTextRetrieval,
+                                              name, local_files_only=False)
+            except (OSError, ValueError) as exc:
+                raise _offline_help(self.model_name, exc) from exc
+        tokenizer, processor, model = parts
+        model.eval().to(self.device)
+        self._loaded = (tokenizer, processor, model)
+        return self._loaded
+
+    @staticmethod
+    def _from_pretrained(tok_cls, proc_cls, model_cls, name: str, local_files_only: bool):
+        tokenizer = tok_cls.from_pretrained(name, local_files_only=local_files_only)
+        processor = proc_cls.from_pretrained(name, local_files_only=local_files_only)
+        model = model_cls.from_pretrained(name, local_files_only=local_files_only, dtype="float32")
+        return tokenizer, processor, model
+
+    def _autocast(self):
+        import contextlib
+
+        import torch
+
+        device = self.device
+        if device.startswith("cuda"):
+            dtype = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16}.get(str(self._dtype), torch.float16)
+            return torch.autocast("cuda", dtype=dtype)
+        return contextlib.nullcontext()
+
+    # -- encoding ---------------------------------------------------------
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, D) float32 text features: CLS token through ``text_projection``
+        (not normalised)."""
+        import torch
+
+        if isinstance(texts, str):
+            texts = [texts]
+        texts = list(texts)
+        if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
+            raise ValueError("encode_text needs a non-empty list of non-empty strings")
+        tokenizer, _, model = self._load()
+        # LAVIS pads to 35 tokens and truncates; the CLS output ignores padding
+        tok = tokenizer(texts, padding=True, truncation=True, max_length=35, return_tensors="pt").to(self.device)
+        with torch.inference_mode():
+            embeds = model.embeddings(input_ids=tok.input_ids)
+            out = model.qformer(query_embeds=embeds, query_length=0, attention_mask=tok.attention_mask,
+                                return_dict=True)
+            cls = out.last_hidden_state[:, 0, :].to(model.text_projection.weight.dtype)
+            feats = model.text_projection(cls)
+        return feats.float().cpu().numpy()
+
+    def _pixel_values(self, frames: np.ndarray | Sequence[Any]) -> Any:
+        _, processor, _ = self._load()
+        return processor(images=list(frames), return_tensors="pt")["pixel_values"]
+
+    def _encode_pixels(self, pixel_values: Any, keep_on_device: bool = False) -> Any:
+        import torch
+
+        _, _, model = self._load()
+        pixel_values = pixel_values.to(self.device, dtype=torch.float32)
+        with torch.inference_mode():
+            with self._autocast():
+                image_embeds = model.vision_model(pixel_values=pixel_values, return_dict=True).last_hidden_state
+            image_embeds = image_embeds.float()  # the Q-Former runs in float32, as LAVIS does
+            attn = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
+            queries = model.query_tokens.expand(image_embeds.shape[0], -1, -1)
+            out = model.qformer(query_embeds=queries, encoder_hidden_states=image_embeds,
+                                encoder_attention_mask=attn, return_dict=True)
+            tokens = model.vision_projection(out.last_hidden_state.to(model.vision_projection.weight.dtype))
+        return tokens if keep_on_device else tokens.float().cpu().numpy()
+
+    def _encode_batch(self, frames: Any, keep_on_device: bool = False) -> Any:
+        """Encode one batch; when the GPU runs out of memory, halve the batch
+        (for this call and every later one) instead of failing."""
+        import torch
+
+        try:
+            return self._encode_pixels(self._pixel_values(frames), keep_on_device)
+        except torch.cuda.OutOfMemoryError:
+            if len(frames) <= 1:
+                raise
+            torch.cuda.empty_cache()
+            half = len(frames) // 2
+            self._batch_size = max(1, half)
+            parts = [self._encode_batch(frames[:half], keep_on_device),
+                     self._encode_batch(frames[half:], keep_on_device)]
+            return torch.cat(parts) if keep_on_device else np.concatenate(parts)
+
+    def encode_frames(self, frames: np.ndarray | Sequence[Any]) -> np.ndarray:
+        """(T, 32, D) float32 query-token features of RGB frames ((T, H, W, 3)
+        uint8 array or a list of PIL images), in batches of ``batch_size``."""
+        if isinstance(frames, np.ndarray):
+            if frames.ndim != 4 or frames.shape[-1] != 3:
+                raise ValueError(f"frames must be a (T, H, W, 3) RGB array, got shape {frames.shape}")
+        if len(frames) == 0:
+            raise ValueError("encode_frames got no frames")
+        outs = []
+        i = 0
+        while i < len(frames):
+            n = self.batch_size  # may shrink after an out-of-memory error
+            outs.append(self._encode_batch(frames[i:i + n]))
+            i += n
+        return np.concatenate(outs, axis=0)
+
+    def encode_video(self, path: str | os.PathLike[str], fps: float = 3.0, backend: str = "auto",
+                     progress: bool = False, on_device: bool = False) -> VideoFeatures:
+        """Decode ``path`` at ``fps`` (TFVTG's sampling) and encode every
+        sampled frame. Returns VideoFeatures with duration = frames / avg fps.
+
+        With ``on_device=True`` the features stay a torch tensor on the
+        encoder's device (a GPU), so similarity curves are computed there.
+        """
+        if not on_device:
+            raw, info = self.encode_video_array(path, fps=fps, backend=backend, progress=progress)
+            return VideoFeatures(raw, duration=info.duration, fps=fps, source=str(path))
+        import torch
+
+        from .video import iter_frame_batches
+
+        info, _, batches = iter_frame_batches(path, fps=fps, batch_size=self.batch_size,
+                                              backend=backend)  # type: ignore[arg-type]
+        tokens = torch.cat([self._encode_batch(b, keep_on_device=True).float() for b in batches])
+        return VideoFeatures(tokens, duration=info.duration, fps=fps, source=str(path))
+
+    def encode_video_array(self, path: str | os.PathLike[str], fps: float = 3.0, backend: str = "auto",
+                           progress: bool = False) -> tuple[np.ndarray, Any]:
+        """Like :meth:`encode_video` but returns the raw (T, 32, D) float16
+        array (TFVTG's file layout) and the video's info."""
+        from .video import iter_frame_batches
+
+        info, indices, batches = iter_frame_batches(path, fps=fps, batch_size=self.batch_size,
+                                                    backend=backend)  # type: ignore[arg-type]
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(indices), unit="frame", desc=Path(path).name, leave=False)
+        outs = []
+        for batch in batches:
+            outs.append(self._encode_batch(batch).astype(np.float16))
+            if bar is not None:
+                bar.update(len(batch))
+        if bar is not None:
+            bar.close()
+        return np.concatenate(outs, axis=0), info
+
+    def __repr__(self) -> str:
+        state = "loaded" if self._loaded is not None else "not loaded"
+        return f"Blip2Encoder(model={self.model_name!r}, device={self.device!r}, {state})"
+
+
+@functools.lru_cache(maxsize=1)
+def default_encoder() -> Blip2Encoder:
+    """The process-wide default :class:`Blip2Encoder` (loaded once, on first use)."""
+    return Blip2Encoder()
+
+
+def features_for_video(path: str | os.PathLike[str], encoder: Blip2Encoder | None = None, fps: float = 3.0,
+                       cache: bool | str | os.PathLike[str] = True) -> VideoFeatures:
+    """Features of a video file, extracted once and then read from the cache.
+
+    The cache key is the file's content identity (size, modification time and
+    a hash of its first and last MiB), the model and ``fps``; a changed file
+    is extracted again. ``cache`` is True (default directory:
+    TFVTG_CACHE_DIR or ~/.cache/tfvtg), a directory, or False.
+    """
+    from .cache import FeatureCache
+
+    encoder = encoder or default_encoder()
+    if not isinstance(encoder, Blip2Encoder):
+        raise TypeError("features_for_video needs a Blip2Encoder to encode frames")
+    if not cache:
+        return encoder.encode_video(path, fps=fps)
+    store = FeatureCache(None if cache is True else cache)
+    key = store.key(path, model=encoder.model_name, fps=fps)
+    hit = store.get(key)
+    if hit is not None:
+        return hit
+    raw, info = encoder.encode_video_array(path, fps=fps)
+    store.put(key, raw, duration=info.duration, fps=fps, source=str(path), model=encoder.model_name)
+    return VideoFeatures(raw, duration=info.duration, fps=fps, source=str(path))
+

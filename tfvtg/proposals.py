@@ -1,0 +1,451 @@
+"""Stage 3: proposals from one similarity curve.
+
+Every position in this module is a frame index of the feature sequence
+(0..T); seconds appear only in :mod:`tfvtg.grounder`.
+
+The published method scores a window [k, k + L) by
+
+* its **static score**: mean similarity inside minus mean similarity of the
+  foreground frames (those above the mask threshold) outside, and
+* its **dynamic score**: how steadily the Gaussian-smoothed curve rises just
+  before k. The proposal starts where that rising run begins
+  (``rising_run_start[k]``) and ends at the window's end.
+
+Proposals are ranked, suppressed by temporal IoU (greedy NMS) and the best
+``top_k`` kept. The hot loops are numba kernels over plain arrays; nothing
+here allocates more than O(T) memory, even for hour-long videos where the
+reference enumerates millions of windows.
+
+Numerics: the foreground scores are float32 values in (0.2, 1], so float64
+prefix sums of them are exact. Windows that hold the same foreground frames
+therefore get bit-identical static scores, and the ranking of mathematically
+tied windows is decided by enumeration order alone (shorter windows first,
+then earlier starts) rather than by rounding noise.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from .config import GroundingConfig
+
+__all__ = ["Proposals", "propose", "rising_runs", "static_score", "window_lengths", "cancellation_rule",
+           "NAN_FIRST", "NAN_SAFE", "NAN_DROP"]
+
+# What to do with a window that holds every foreground frame (nothing outside
+# to average). Plain ints because numba takes them.
+NAN_FIRST = 0       # the reference when its float32 cancellation goes negative: NaN, ranked first
+NAN_SAFE = 1        # outside mean taken as 0: a finite score (config.nan_safe)
+NAN_DROP = 2        # the reference when the cancellation is exact: 0/0, which its filter drops
+
+
+@dataclass(frozen=True)
+class Proposals:
+    """Ranked proposals of one curve, best first (frame units).
+
+    Attributes:
+        start: (k,) int, first frame of each proposal (the rising run start).
+        end: (k,) int, one past the last frame (the window end).
+        window_start: (k,) int, first frame of the static window.
+        score: (k,) float64, ranking score (NaN for the reference's
+            no-foreground-outside windows, which rank first).
+        tied: (k,) bool, True where another window not suppressed by the
+            better ones had exactly the same score: from that rank on, the
+            reference's order is arbitrary (its sort is unstable).
+        num_frames: T.
+    """
+
+    start: np.ndarray
+    end: np.ndarray
+    window_start: np.ndarray
+    score: np.ndarray
+    tied: np.ndarray
+    num_frames: int
+
+    def __len__(self) -> int:
+        return int(self.start.shape[0])
+
+    def confidence(self) -> np.ndarray:
+        """Scores divided by the best (first) one: the reference's confidence.
+        NaN everywhere when the best is NaN, as in the published code."""
+        if len(self) == 0:
+            return np.zeros(0)
+        best = self.score[0]
+        if best != 0:  # NaN included: NaN / NaN is quietly NaN
+            return self.score / best
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.score / best
+
+
+def window_lengths(num_frames: int, config: GroundingConfig) -> tuple[int, int]:
+    """(stride, longest window) in frames after the reference's adjustments:
+    the stride shrinks to T // 2 on short videos; the longest window is
+    int(T * max_stride_factor)."""
+    stride = min(config.stride, num_frames // 2)
+    longest = min(num_frames, int(num_frames * config.max_stride_factor))
+    return max(stride, 1), longest
+
+
+@njit(cache=True)
+def _gaussian_taps(stride: int, sigma: float) -> np.ndarray:
+    # The reference picks the kernel from the stride: one unit tap below a
+    # stride of 3, otherwise the normal pdf sampled at -(g//2)..g//2 with
+    # g = min(stride - 2, 3) (not renormalised), computed in float64 and
+    # rounded to float32.
+    if stride < 3:
+        return np.ones(1, np.float32)
+    g = min(stride - 2, 3)
+    half = g // 2
+    taps = np.empty(2 * half + 1, np.float32)
+    norm = 1.0 / (np.sqrt(2.0 * np.pi) * sigma)
+    for i in range(-half, half + 1):
+        taps[i + half] = np.float32(np.exp(-(i * i) / (2.0 * sigma * sigma)) * norm)
+    return taps
+
+
+@njit(cache=True)
+def rising_runs(masked_curve: np.ndarray, foreground: np.ndarray, stride: int, sigma: float,
+                threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Rising-transition analysis of a masked curve.
+
+    Args:
+        masked_curve: (T,) float32, similarity with background frames set to 0.
+        foreground: (T,) bool, frames above the mask threshold.
+        stride: window stride in frames (chooses the smoothing kernel).
+        sigma: Gaussian sigma in frames.
+        threshold: the 3-tap rising test's threshold.
+
+    Returns:
+        rising_run_start: (T,) int64, for each frame k the frame where the
+            rising run that contains k began (k itself when k is not rising).
+        dynamic_score: (T,) float32, the accumulated rise of that run up to k.
+    """
+    t = masked_curve.shape[0]
+    taps = _gaussian_taps(stride, sigma)
+    ntaps = taps.shape[0]
+    pad_left = ntaps // 2
+    n_smooth = t - ntaps + 1
+    # first differences of the smoothed curve, placed as the reference pads
+    # them (ntaps // 2 zeros on the left), zero on background frames
+    rises = np.zeros(t, np.float32)
+    prev = np.float32(0.0)
+    for i in range(n_smooth):
+        acc = np.float32(0.0)
+        for j in range(ntaps):
+            acc = np.float32(acc + taps[j] * masked_curve[i + j])
+        if i > 0 and foreground[pad_left + i - 1]:
+            rises[pad_left + i - 1] = np.float32(acc - prev)
+        prev = acc
+    run_start = np.empty(t, np.int64)
+    dynamic = np.empty(t, np.float32)
+    th = np.float32(threshold)
+    three = np.float32(3.0)
+    two = np.float32(2.0)
+    f1 = np.float32(0.0)
+    f2 = np.float32(0.0)
+    f3 = np.float32(0.0)
+    start = 0
+    score = np.float32(0.0)
+    for i in range(t):
+        f3 = f2
+        f2 = f1
+        f1 = rises[i]
+        a = three * f1
+        b = np.float32(two * f1 + f2)
+        c = np.float32(np.float32(f1 + f2) + f3)
+        if a > th or b > th or c > th:
+            score = np.float32(score + max(a, b, c))
+        else:
+            start = i
+            score = np.float32(0.0)
+        run_start[i] = start
+        dynamic[i] = score
+    return run_start, dynamic
+
+
+@njit(cache=True)
+def static_score(fg_sum: np.ndarray, fg_count: np.ndarray, k: int, length: int, nan_rule: int) -> float:
+    """Static score of the window [k, k + length) (frames).
+
+    ``fg_sum``/``fg_count`` are (T + 1,) prefix sums of the masked curve and of
+    the foreground indicator. Returns inside mean minus the mean of the
+    foreground frames outside; with no foreground outside, NaN (reference
+    rule) or the inside mean (nan-safe rule). Returns -inf for a window that
+    cannot be scored at all (no foreground anywhere), which callers drop.
+    """
+    t = fg_sum.shape[0] - 1
+    inner_sum = fg_sum[k + length] - fg_sum[k]
+    outer_num = fg_count[t] - (fg_count[k + length] - fg_count[k])
+    if outer_num == 0:
+        if fg_count[t] == 0:
+            return -np.inf
+        if nan_rule == NAN_FIRST:
+            return np.nan
+        if nan_rule == NAN_DROP:
+            return -np.inf
+        return inner_sum / length
+    outer_sum = fg_sum[t] - inner_sum
+    return inner_sum / length - outer_sum / outer_num
+
+
+@njit(cache=True)
+def _float32_static_score(masked_curve: np.ndarray, fg_count: np.ndarray, total_f32: np.float32,
+                          k: int, length: int) -> np.float32:
+    # The reference's float32 formula with a running window sum. Used only to
+    # order windows whose exact scores tie but whose float32 scores in the
+    # reference differ by rounding, so that the reference's choice among
+    # them is reproduced.
+    t = masked_curve.shape[0]
+    acc = np.float32(0.0)
+    for j in range(length):
+        acc = np.float32(acc + masked_curve[k + j])
+    inner_num = np.float32(fg_count[k + length] - fg_count[k])
+    outer_num = np.float32(np.float32(fg_count[t]) - inner_num)
+    outer_sum = np.float32(total_f32 - acc)
+    return np.float32(np.float32(acc / np.float32(length)) - np.float32(outer_sum / outer_num))
+
+
+@njit(cache=True)
+def _overlaps(s: int, e: int, sel_s: np.ndarray, sel_e: np.ndarray, n_sel: int, t: int,
+              iou_threshold: float) -> bool:
+    # IoU on positions normalised by T in float32, as the reference computes it,
+    # so borderline overlaps are decided the same way.
+    tf = np.float32(t)
+    a0 = np.float32(s) / tf
+    a1 = np.float32(e) / tf
+    th = np.float32(iou_threshold)
+    for i in range(n_sel):
+        b0 = np.float32(sel_s[i]) / tf
+        b1 = np.float32(sel_e[i]) / tf
+        inter = np.float32(min(a1, b1) - max(a0, b0))
+        union = np.float32(max(a1, b1) - min(a0, b0))
+        if inter < 0:
+            inter = np.float32(0.0)
+        if union > 0 and np.float32(inter / union) > th:
+            return True
+    return False
+
+
+@njit(cache=True)
+def _select(masked_curve, foreground, stride, longest, top_k, iou_threshold, nan_rule, paper, sigma,
+            dyn_threshold):
+    t = masked_curve.shape[0]
+    run_start, dynamic = rising_runs(masked_curve, foreground, stride, sigma, dyn_threshold)
+    fg_sum = np.zeros(t + 1, np.float64)
+    fg_count = np.zeros(t + 1, np.int64)
+    total_f32 = np.float32(0.0)
+    for i in range(t):
+        fg_sum[i + 1] = fg_sum[i] + np.float64(masked_curve[i])
+        fg_count[i + 1] = fg_count[i] + (1 if foreground[i] else 0)
+        total_f32 = np.float32(total_f32 + masked_curve[i])
+    # exact ties between windows that hold foreground are ordered by the
+    # reference's float32 score (reference scoring only)
+    break_ties = not paper and nan_rule != NAN_SAFE
+    # reference: lengths stride, 2*stride, ... <= longest; paper: every length
+    step = 1 if paper else stride
+    sel_s = np.empty(top_k, np.int64)     # span used for suppression
+    sel_e = np.empty(top_k, np.int64)
+    out_start = np.empty(top_k, np.int64)
+    out_win = np.empty(top_k, np.int64)
+    out_score = np.empty(top_k, np.float64)
+    out_tied = np.zeros(top_k, np.bool_)
+    n_sel = 0
+    # Greedy NMS over the full ranking equals: repeatedly take the best window
+    # not suppressed by an already kept one. Each round is one pass with O(1)
+    # memory, so no list of millions of windows is ever built or sorted.
+    for _ in range(top_k):
+        best_score = -np.inf
+        best_nan = False
+        best_k = -1
+        best_len = 0
+        best_f32 = np.float32(0.0)
+        best_f32_known = False
+        tied = False  # another unsuppressed window has exactly the best score
+        length = stride
+        while length <= longest:
+            for k in range(t - length + 1):
+                sc = static_score(fg_sum, fg_count, k, length, nan_rule)
+                is_nan = np.isnan(sc)
+                if not is_nan and sc == -np.inf:
+                    continue
+                if paper and not is_nan:
+                    sc += dynamic[k]
+                # NaN outranks every number; ties keep the earlier window
+                cand_f32 = np.float32(0.0)
+                cand_f32_known = False
+                if best_k >= 0:
+                    if best_nan and not is_nan:
+                        continue
+                    if not is_nan and not (sc > best_score):
+                        if not (sc == best_score):
+                            continue
+                        # an exact tie: the reference orders these by float32
+                        # rounding where that separates them, else arbitrarily
+                        s = run_start[k] if paper else k
+                        # same foreground frames inside: the float32 sums are
+                        # identical too, so this is a true tie
+                        same_set = fg_count[k] == fg_count[best_k] and \
+                            fg_count[k + length] == fg_count[best_k + best_len]
+                        if not break_ties or same_set or fg_count[k + length] - fg_count[k] == 0:
+                            if not tied and not _overlaps(s, k + length, sel_s, sel_e, n_sel, t, iou_threshold):
+                                tied = True
+                            continue
+                        if not best_f32_known:
+                            best_f32 = _float32_static_score(masked_curve, fg_count, total_f32, best_k, best_len)
+                            best_f32_known = True
+                        cand_f32 = _float32_static_score(masked_curve, fg_count, total_f32, k, length)
+                        cand_f32_known = True
+                        if not (cand_f32 > best_f32):
+                            if cand_f32 == best_f32 and not tied and \
+                                    not _overlaps(s, k + length, sel_s, sel_e, n_sel, t, iou_threshold):
+                                tied = True
+                            continue
+                    elif is_nan and best_nan:
+                        s = run_start[k] if paper else k
+                        if not tied and not _overlaps(s, k + length, sel_s, sel_e, n_sel, t, iou_threshold):
+                            tied = True
+                        continue
+                s = run_start[k] if paper else k
+                if _overlaps(s, k + length, sel_s, sel_e, n_sel, t, iou_threshold):
+                    continue
+                if best_k >= 0 and not best_nan and not is_nan and sc == best_score:
+                    pass  # a float32 tie-break win: the exact scores still tie
+                else:
+                    tied = False
+                best_f32 = cand_f32
+                best_f32_known = cand_f32_known
+                best_score = sc
+                best_nan = is_nan
+                best_k = k
+                best_len = length
+            length += step
+        if best_k < 0:
+            break
+        sel_s[n_sel] = run_start[best_k] if paper else best_k
+        sel_e[n_sel] = best_k + best_len
+        out_start[n_sel] = run_start[best_k]
+        out_win[n_sel] = best_k
+        out_score[n_sel] = best_score
+        out_tied[n_sel] = tied
+        n_sel += 1
+    return out_start[:n_sel], sel_e[:n_sel], out_win[:n_sel], out_score[:n_sel], out_tied[:n_sel]
+
+
+_RULE_FROM_CANCELLATION = -1
+
+
+@njit(cache=True)
+def _propose(curve, threshold, stride, longest, top_k, iou_threshold, rule, paper, sigma, dyn_threshold):
+    # masking and the reference's cancellation rule inside the compiled code:
+    # one call per curve keeps Python overhead off short videos
+    t = curve.shape[0]
+    foreground = np.empty(t, np.bool_)
+    masked = np.empty(t, np.float32)
+    for i in range(t):
+        foreground[i] = curve[i] > threshold
+        masked[i] = curve[i] if foreground[i] else np.float32(0.0)
+    if rule == _RULE_FROM_CANCELLATION:
+        rule = NAN_FIRST if _pairwise_sum_f32(masked) < _running_sum_f32(masked) else NAN_DROP
+    return _select(masked, foreground, stride, longest, top_k, iou_threshold, rule, paper, sigma, dyn_threshold)
+
+
+def cancellation_rule(masked_curve: np.ndarray) -> int:
+    """How the reference treats windows that hold every foreground frame.
+
+    For such a window the reference computes the outside sum as
+    ``sum(all) - sum(window)`` in float32: mathematically 0, but the two sums
+    run in different orders, so the difference is 0, or a few ulps either
+    side. Slightly negative gives ``-x/0 = +inf``, which its NMS turns into
+    NaN and its sort ranks first; zero or positive gives NaN or -inf, which
+    its ``> -1e3`` filter drops. Which happens depends on the machine's
+    summation order; we model the whole-curve sum as numpy's pairwise
+    float32 sum and the window sum as a running float32 sum, which
+    reproduces the published outputs far more often than either fixed rule.
+    """
+    masked_curve = np.ascontiguousarray(masked_curve, dtype=np.float32)
+    return NAN_FIRST if _pairwise_sum_f32(masked_curve) < _running_sum_f32(masked_curve) else NAN_DROP
+
+
+@njit(cache=True)
+def _pairwise_sum_f32(a: np.ndarray) -> np.float32:
+    # numpy's float32 pairwise summation (8 interleaved accumulators over
+    # blocks of at most 128, halves recursively), written out so the
+    # compiled kernel reproduces np.sum(a, dtype=np.float32) bit for bit
+    n = a.shape[0]
+    if n < 8:
+        res = np.float32(0.0)
+        for i in range(n):
+            res = np.float32(res + a[i])
+        return res
+    if n <= 128:
+        r0 = a[0]
+        r1 = a[1]
+        r2 = a[2]
+        r3 = a[3]
+        r4 = a[4]
+        r5 = a[5]
+        r6 = a[6]
+        r7 = a[7]
+        i = 8
+        while i < n - (n % 8):
+            r0 = np.float32(r0 + a[i])
+            r1 = np.float32(r1 + a[i + 1])
+            r2 = np.float32(r2 + a[i + 2])
+            r3 = np.float32(r3 + a[i + 3])
+            r4 = np.float32(r4 + a[i + 4])
+            r5 = np.float32(r5 + a[i + 5])
+            r6 = np.float32(r6 + a[i + 6])
+            r7 = np.float32(r7 + a[i + 7])
+            i += 8
+        res = np.float32(np.float32(np.float32(r0 + r1) + np.float32(r2 + r3)) +
+                         np.float32(np.float32(r4 + r5) + np.float32(r6 + r7)))
+        while i < n:
+            res = np.float32(res + a[i])
+            i += 1
+        return res
+    half = n // 2
+    half -= half % 8
+    return np.float32(_pairwise_sum_f32(a[:half]) + _pairwise_sum_f32(a[half:]))
+
+
+@njit(cache=True)
+def _running_sum_f32(values: np.ndarray) -> np.float32:
+    acc = np.float32(0.0)
+    for v in values:
+        acc = np.float32(acc + v)
+    return acc
+
+
+def propose(curve: np.ndarray, config: GroundingConfig, *, nan_rule: int | None = None) -> Proposals:
+    """Rank proposals on one similarity curve.
+
+    Args:
+        curve: (T,) similarity curve (before masking), float32.
+        config: scoring options (stride and lengths in frames).
+        nan_rule: override for windows with no foreground outside (testing
+            and analysis): 0 NaN ranked first, 1 finite (nan-safe), 2 dropped.
+            Default: nan-safe when ``config.nan_safe``, else
+            :func:`cancellation_rule`.
+
+    Returns:
+        The ``config.top_k`` best proposals after NMS, in frames.
+    """
+    curve = np.ascontiguousarray(curve, dtype=np.float32)
+    if curve.ndim != 1 or curve.shape[0] < 2:
+        raise ValueError(f"a similarity curve must be 1-D with at least 2 frames, got shape {curve.shape}")
+    stride, longest = window_lengths(curve.shape[0], config)
+    if nan_rule is not None:
+        rule = int(nan_rule)
+    elif config.nan_safe:
+        rule = NAN_SAFE
+    else:
+        rule = _RULE_FROM_CANCELLATION
+    start, end, win, score, tied = _propose(
+        curve, np.float32(config.mask_threshold), stride, longest, config.top_k, config.nms_threshold,
+        rule, config.scoring == "paper", config.gaussian_sigma, config.dynamic_threshold,
+    )
+    return Proposals(start=start, end=end, window_start=win, score=score, tied=tied,
+                     num_frames=int(curve.shape[0]))
+
