@@ -32,7 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .decomposition import Decomposition
 from .prompts import PROMPT_VERSION, REPAIR_TEMPLATE, RESPONSE_SCHEMA, SYSTEM_PROMPT, USER_TEMPLATE
 
-__all__ = ["OpenAIDecomposer", "DecompositionCache", "DecompositionError", "LLMTimeoutError", "extract_json",
+__all__ = ["OpenAIDecomposer", "DecompositionCache", "DecompositionError", "LLMTimeoutError",
+           "LLMConfigurationError", "extract_json",
            "parse_reply", "default_decomposer"]
 
 log = logging.getLogger("tfvtg.llm")
@@ -44,6 +45,12 @@ class DecompositionError(RuntimeError):
 
 class LLMTimeoutError(DecompositionError, TimeoutError):
     """The server did not answer within the configured timeout."""
+
+
+class LLMConfigurationError(DecompositionError):
+    """The server refuses every request: bad key (401), no access (403), or an
+    unknown model or wrong URL (404). A batch stops on it, since every other
+    query would fail the same way."""
 
 
 # ------------------------------------------------------------------ parsing
@@ -161,6 +168,8 @@ class DecompositionCache:
         items, skipped = [], 0
         for video in data.values():
             for sentence, response in zip(video.get("sentences", []), video.get("response", [])):
+                if not response:
+                    continue  # TFVTG writes {} for a query its LLM call failed on
                 try:
                     items.append((sentence, Decomposition.from_tfvtg(response)))
                 except ValueError:
@@ -203,7 +212,7 @@ class OpenAIDecomposer:
         if not key and not self.base_url:
             raise ValueError("no API key: pass api_key=... or set OPENAI_API_KEY "
                              "(or give base_url=... for a local server that needs none)")
-        self._key = key or "not-needed"
+        self.__key = key or "not-needed"  # name-mangled, never in repr, errors or pickles
         self.timeout = float(timeout)
         self.max_retries = int(max_retries)
         self.structured = structured
@@ -219,12 +228,16 @@ class OpenAIDecomposer:
         self._client = None
         self.prompt_version = PROMPT_VERSION
 
+    def __getstate__(self) -> dict[str, Any]:
+        raise TypeError("OpenAIDecomposer holds an API key and cannot be pickled; build one in each process")
+
     def __repr__(self) -> str:  # never shows the key
         return f"OpenAIDecomposer(model={self.model!r}, base_url={self.base_url!r}, cache={self.cache is not None})"
 
     # -- hygiene ---------------------------------------------------------------
     def _redact(self, text: str) -> str:
-        return text.replace(self._key, "***") if self._key and self._key != "not-needed" else text
+        key = self.__key
+        return text.replace(key, "***") if key and key != "not-needed" else text
 
     def _error(self, exc: BaseException) -> DecompositionError:
         import openai
@@ -232,6 +245,14 @@ class OpenAIDecomposer:
         if isinstance(exc, openai.APITimeoutError):
             return LLMTimeoutError(f"the LLM server at {self.base_url or 'api.openai.com'} timed out "
                                    f"(no answer within {self.timeout:g} s, {self.max_retries} retries)")
+        where = self.base_url or "api.openai.com"
+        if isinstance(exc, openai.AuthenticationError):
+            return LLMConfigurationError(f"the LLM server at {where} rejected the API key (HTTP 401); "
+                                         "check OPENAI_API_KEY or api_key=")
+        if isinstance(exc, (openai.PermissionDeniedError, openai.NotFoundError)):
+            return LLMConfigurationError(self._redact(
+                f"the LLM server at {where} refused model {self.model!r} (HTTP {exc.status_code}: {exc}); "
+                "check the model name and that base_url ends in /v1"))
         return DecompositionError(self._redact(f"LLM request failed: {type(exc).__name__}: {exc}"))
 
     # -- the conversation, transport-free -------------------------------------
@@ -276,7 +297,7 @@ class OpenAIDecomposer:
         if self._client is None:
             import openai
 
-            self._client = openai.OpenAI(api_key=self._key, base_url=self.base_url, timeout=self.timeout,
+            self._client = openai.OpenAI(api_key=self.__key, base_url=self.base_url, timeout=self.timeout,
                                          max_retries=self.max_retries)
         return self._client
 
@@ -350,20 +371,24 @@ class OpenAIDecomposer:
         import openai
 
         results: list[Decomposition | None] = [None] * len(queries)
-        todo = []
+        same: dict[str, list[int]] = {}  # a query asked twice in a batch costs one request
         for i, q in enumerate(queries):
             hit = self.cache.get(self.model, self.prompt_version, q) if self.cache else None
             if hit is not None:
                 results[i] = hit
+                if on_result is not None:
+                    on_result(i, hit)
             else:
-                todo.append(i)
+                same.setdefault(q.strip(), []).append(i)
+        todo = [indices[0] for indices in same.values()]
         bar = None
         if progress and todo:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(todo), unit="query", desc="decompose")
+            cached = len(queries) - sum(map(len, same.values()))
+            bar = tqdm(total=len(queries), initial=cached, unit="query", desc="decompose")
         semaphore = asyncio.Semaphore(max(1, int(concurrency)))
-        client = openai.AsyncOpenAI(api_key=self._key, base_url=self.base_url, timeout=self.timeout,
+        client = openai.AsyncOpenAI(api_key=self.__key, base_url=self.base_url, timeout=self.timeout,
                                     max_retries=self.max_retries)
 
         async def one(i: int) -> None:
@@ -371,17 +396,20 @@ class OpenAIDecomposer:
             async with semaphore:
                 try:
                     dec = await self._adecompose(client, q)
+                except LLMConfigurationError:
+                    raise  # every other query would fail the same way: stop the batch
                 except DecompositionError as exc:  # the batch goes on
                     warnings.warn(f"decomposition failed for {q!r}: {exc}; using the query as a single event",
                                   stacklevel=2)
                     dec = Decomposition.single(q, fallback=True)
             if self.cache is not None and not dec.fallback:
                 self.cache.put(self.model, self.prompt_version, q, dec)
-            results[i] = dec
-            if on_result is not None:
-                on_result(i, dec)
+            for j in same[q.strip()]:
+                results[j] = dec
+                if on_result is not None:
+                    on_result(j, dec)
             if bar is not None:
-                bar.update(1)
+                bar.update(len(same[q.strip()]))
 
         try:
             await asyncio.gather(*(one(i) for i in todo))
@@ -395,9 +423,16 @@ class OpenAIDecomposer:
                        on_result: Any = None) -> list[Decomposition]:
         """Decompose many queries, ``concurrency`` requests at a time, in order.
 
-        Cached queries cost nothing; a query whose request fails gets a
-        fallback decomposition (and a warning) instead of ending the batch.
-        ``on_result(index, decomposition)`` is called as each one arrives.
+        Cached queries cost nothing, and a query repeated in the batch is
+        asked once; a query whose request fails (timeout, HTTP error, unusable
+        reply) gets a fallback decomposition (and a warning) instead of ending
+        the batch. Fallbacks are not cached, so a re-run asks again.
+        ``on_result(index, decomposition)`` is called as each one arrives
+        (cached ones first).
+
+        Raises:
+            LLMConfigurationError: the server rejects the key, the model or the
+                URL (HTTP 401/403/404); the batch stops instead of failing every query.
         """
         queries = list(queries)
         for q in queries:
@@ -410,9 +445,18 @@ class OpenAIDecomposer:
             return asyncio.run(coro)
         # inside a running loop (a notebook): run the batch in a helper thread
         box: dict[str, Any] = {}
-        thread = threading.Thread(target=lambda: box.setdefault("r", asyncio.run(coro)))
+
+        def run() -> None:
+            try:
+                box["r"] = asyncio.run(coro)
+            except BaseException as exc:  # re-raised in the caller's thread
+                box["error"] = exc
+
+        thread = threading.Thread(target=run, name="tfvtg-decompose")
         thread.start()
         thread.join()
+        if "error" in box:
+            raise box["error"]
         return box["r"]
 
     def import_tfvtg(self, path: str | os.PathLike[str]) -> int:
