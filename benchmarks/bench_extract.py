@@ -15,12 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 
 def real_vitg_dir(directory: Path) -> str:
     """Blip2ForImageTextRetrieval with blip2-itm-vit-g-coco's architecture, random weights."""
-    import torch
     from transformers import BertTokenizerFast, Blip2Config, Blip2ForImageTextRetrieval, BlipImageProcessor
 
     from tfvtg.testing import build_tiny_blip2

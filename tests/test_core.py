@@ -346,3 +346,17 @@ def test_import_is_light_and_public_api_resolves():
             "assert not missing, missing\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                    lambda c: st.lists(c, max_size=3) | st.dictionaries(
+                        st.sampled_from(["relationship", "query_json", "descriptions", "reasoning", "x"]), c,
+                        max_size=4), max_leaves=15))
+def test_decomposition_parser_only_raises_value_error(value):
+    try:
+        dec = Decomposition.from_tfvtg(value)
+    except ValueError:
+        return
+    assert dec.relationship in ("single-query", "simultaneously", "sequentially")
+    assert dec.query_descriptions and all(isinstance(t, str) and t.strip() for t in dec.query_descriptions)

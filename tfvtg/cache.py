@@ -7,7 +7,6 @@ video's content identity, the model and the sampling rate.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 

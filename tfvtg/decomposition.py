@@ -22,7 +22,7 @@ Relationship = Literal["single-query", "simultaneously", "sequentially"]
 RELATIONSHIPS: tuple[str, ...] = ("single-query", "simultaneously", "sequentially")
 _RELATION_ALIASES = {
     "single-query": "single-query", "single": "single-query", "singlequery": "single-query",
-    "single_query": "single-query", "none": "single-query",
+    "single_query": "single-query",
     "simultaneously": "simultaneously", "simultaneous": "simultaneously", "parallel": "simultaneously",
     "sequentially": "sequentially", "sequential": "sequentially", "sequence": "sequentially",
 }
