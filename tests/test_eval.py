@@ -247,3 +247,22 @@ def test_tfvtg_json_reader_never_crashes(tmp_path, value):
         warnings.simplefilter("ignore")
         for q in load_tfvtg_json(path):
             assert q.sentence.strip() and q.span[0] <= q.span[1]
+
+
+def test_llm_outputs_without_query_json_vote_like_the_reference(charades_subset):
+    from tfvtg import Decomposition, Grounder, VideoFeatures
+    from tfvtg.datasets import Query
+    from tfvtg.evaluation import _decomposition_for
+
+    q = Query("v#0", "v", "a person sits", 10.0, ((1.0, 2.0),), response={})
+    assert _decomposition_for(q, {}) == Decomposition("single-query")  # {}: the query alone, voted
+    assert _decomposition_for(Query("v#0", "v", "x", 10.0, ((1.0, 2.0),)), {}) is None  # no LLM at all
+    full = {"relationship": "single-query", "query_json": [{"descriptions": ["a b"]}]}
+    assert _decomposition_for(q, {"v#0": full}).query_descriptions == ("a b",)
+    # the voting path on the query alone re-ranks its own top 3
+    d, ann, _ = charades_subset
+    vid = next(iter(ann))
+    feats = VideoFeatures(np.load(d / f"{vid}.npy"), ann[vid]["duration"])
+    res = Grounder(StandIn(), "charades").ground(feats, ann[vid]["sentences"][0],
+                                                 decomposition=Decomposition("single-query"))
+    assert res.moments and len(res.moments) <= 3

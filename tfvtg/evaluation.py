@@ -16,6 +16,7 @@ import numpy as np
 
 from .config import GroundingConfig
 from .datasets import Query, load_dataset
+from .decomposition import Decomposition
 from .features import VideoFeatures
 from .metrics import grounding_metrics, qvhighlights_metrics, temporal_iou
 
@@ -191,12 +192,7 @@ def evaluate(dataset: str, annotations: str | os.PathLike[str], *, features: str
                     feats_cache.clear()  # one video at a time keeps memory flat
                     feats_cache[q.video] = _video_features(q, features, videos, text_encoder, pad_sec, rng)
                 feats, shift = feats_cache[q.video]
-                resp = llm.get(q.qid) or llm.get(f"{q.video}|{q.sentence}") or (q.response if not llm else None)
-                if resp is not None and not isinstance(resp, Mapping):
-                    resp = None
-                if resp is not None and "query_json" not in resp:
-                    resp = None  # the reference treats such an entry as VLM only
-                res = grounder.ground(feats, q.sentence, decomposition=resp)
+                res = grounder.ground(feats, q.sentence, decomposition=_decomposition_for(q, llm))
             except Exception as exc:  # report and go on: one bad video never ends a run
                 failures += 1
                 msg = f"failed {q.qid}: {type(exc).__name__}: {exc}"
@@ -232,6 +228,23 @@ def evaluate(dataset: str, annotations: str | os.PathLike[str], *, features: str
     if failures:
         metrics["failed"] = float(failures)
     return metrics
+
+
+def _decomposition_for(q: Query, llm: Mapping[str, Any]) -> Decomposition | None:
+    """The decomposition the reference's LLM evaluation uses for ``q``: from
+    the LLM outputs, else from the annotation's own "response"; None (VLM
+    only, or the grounder's decomposer) when there are neither. An entry
+    without ``query_json`` (TFVTG writes {} where its LLM call failed) still
+    goes through the voting path with the query alone, as the reference does."""
+    if llm:
+        entry = llm.get(q.qid, llm.get(f"{q.video}|{q.sentence}"))
+    elif q.response is not None:
+        entry = q.response
+    else:
+        return None
+    if isinstance(entry, Mapping) and "query_json" in entry:
+        return Decomposition.from_tfvtg(entry)
+    return Decomposition("single-query")
 
 
 def _video_features(q: Query, features, videos, encoder, pad_sec: float, rng) -> tuple[VideoFeatures, float]:
