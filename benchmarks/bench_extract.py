@@ -48,7 +48,7 @@ def main() -> None:
 
     from tfvtg import Blip2Encoder
     from tfvtg.testing import build_tiny_blip2, make_video
-    from tfvtg.video import iter_frame_batches
+    from tfvtg.video.decode import iter_frame_batches
 
     work = Path(tempfile.mkdtemp(prefix="tfvtg-bench-"))
     # 10 fps source sampled at 3 fps: frames/3*10 source frames

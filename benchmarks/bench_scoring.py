@@ -32,9 +32,9 @@ sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
 from parity_synthetic import encode_text, synthetic_features  # noqa: E402
 
 from tfvtg import Grounder, GroundingConfig, VideoFeatures  # noqa: E402
-from tfvtg.grounder import proposal_rows  # noqa: E402
-from tfvtg.proposals import propose  # noqa: E402
-from tfvtg.similarity import similarity_curves  # noqa: E402
+from tfvtg.core.grounder import proposal_rows  # noqa: E402
+from tfvtg.core.proposals import propose  # noqa: E402
+from tfvtg.core.similarity import similarity_curves  # noqa: E402
 
 
 class StandIn:
@@ -62,7 +62,7 @@ def charades(kit: Path | None, repeat: int) -> None:
         for c in cases:
             f = feats[c["video"]]
             curve = similarity_curves(f, embeddings[c["sentence"]])[0]
-            proposal_rows(propose(curve, config), f.duration)
+            proposal_rows(propose(curve, config), f, config)
 
     by_video: dict[str, list[str]] = {}
     for c in cases:

@@ -6,20 +6,36 @@ show the event::
     import numpro
     mllm = numpro.QwenVL("Qwen/Qwen2-VL-7B-Instruct")      # or numpro.OpenAIVisionMLLM("gpt-4o")
     moment = numpro.ground("clip.mp4", "a person opens the door", mllm=mllm, fps=1.0)
+
+Built on tfvtg's public API only; its errors are :class:`tfvtg.TfvtgError`.
 """
 from __future__ import annotations
 
-from tfvtg._lazy import lazy_exports
+from importlib import import_module
+from typing import Any
 
-_EXPORTS = {
-    "sample_frames": "ground", "ground": "ground", "ground_many": "ground", "NumProResult": "ground",
-    "NoAnswerError": "ground",
+# public name -> submodule defining it; no submodule shares a public name,
+# so importing a submodule never replaces a function on this package
+_HOME = {
+    "sample_frames": "grounding", "ground": "grounding", "ground_many": "grounding", "NumProResult": "grounding",
     "number_frames": "overlay", "contact_sheet": "overlay", "write_video": "overlay",
     "parse_answer": "parse", "Answer": "parse",
     "PromptTemplate": "prompt", "DEFAULT_PROMPT": "prompt",
-    "MLLM": "mllm", "QwenVL": "mllm", "OpenAIVisionMLLM": "mllm", "MLLMError": "mllm",
+    "MLLM": "mllm", "QwenVL": "mllm", "OpenAIVisionMLLM": "mllm",
+    "NumProError": "errors", "MLLMError": "errors", "NoAnswerError": "errors",
+    "plot_numpro_answer": "plot",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(_HOME)
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'numpro' has no attribute {name!r}")
+    value = getattr(import_module(f"numpro.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOME))

@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .ground import _run
+    from .grounding import _run
     from .mllm import MLLMError, OpenAIVisionMLLM, QwenVL
     from .prompt import DEFAULT_PROMPT
 

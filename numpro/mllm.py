@@ -9,15 +9,18 @@ from __future__ import annotations
 import base64
 import io
 import os
-from typing import Any, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import numpy as np
+
+from tfvtg.errors import InvalidInputError
+
+from .errors import MLLMError
 
 __all__ = ["MLLM", "QwenVL", "OpenAIVisionMLLM", "MLLMError"]
 
 
-class MLLMError(RuntimeError):
-    """The model or server could not answer (timeout, refused, misconfigured)."""
 
 
 class MLLM(Protocol):
@@ -50,9 +53,9 @@ class QwenVL:
         import torch
         from transformers import AutoModelForImageTextToText
 
-        from tfvtg.encoder import _pick_device
+        from tfvtg import pick_device
 
-        device = _pick_device(self._device)
+        device = pick_device(self._device)
         dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}.get(
             self._dtype or ("bfloat16" if device.startswith("cuda") else "float32"))
         try:
@@ -146,7 +149,7 @@ class OpenAIVisionMLLM:
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL")
         key = api_key or os.environ.get("OPENAI_API_KEY")
         if not key and not self.base_url:
-            raise ValueError("no API key: pass api_key=... or set OPENAI_API_KEY "
+            raise InvalidInputError("no API key: pass api_key=... or set OPENAI_API_KEY "
                              "(or give base_url=... for a local server that needs none)")
         self._key = key or "not-needed"
         self.timeout, self.max_retries = float(timeout), int(max_retries)

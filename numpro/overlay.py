@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+
+from tfvtg.errors import InvalidInputError
 
 __all__ = ["number_frames", "contact_sheet", "write_video", "POSITIONS", "resolve_font_size"]
 
@@ -25,7 +28,7 @@ def resolve_font_size(font_size: float, height: int) -> int:
         return max(6, int(round(font_size * height)))
     size = int(font_size)
     if size < 1:
-        raise ValueError(f"font_size must be positive pixels or a fraction of the height in (0, 1), got {font_size!r}")
+        raise InvalidInputError(f"font_size must be positive pixels or a fraction of the height in (0, 1), got {font_size!r}")
     return size
 
 
@@ -55,10 +58,10 @@ def _rgb(color: Any) -> tuple[int, int, int]:
         try:
             return tuple(ImageColor.getrgb(color)[:3])  # type: ignore[return-value]
         except ValueError:
-            raise ValueError(f"unknown colour {color!r}: use a name, '#rrggbb' or an (r, g, b) tuple") from None
+            raise InvalidInputError(f"unknown colour {color!r}: use a name, '#rrggbb' or an (r, g, b) tuple") from None
     values = [int(c) for c in list(color)[:3]]
     if len(values) != 3 or not all(0 <= v <= 255 for v in values):
-        raise ValueError(f"colour must be three values in 0..255, got {color!r}")
+        raise InvalidInputError(f"colour must be three values in 0..255, got {color!r}")
     return values[0], values[1], values[2]
 
 
@@ -74,7 +77,7 @@ def _place(position: str, frame_h: int, frame_w: int, h: int, w: int, margin: in
         return margin, margin
     if position == "center":
         return (frame_h - h) // 2, (frame_w - w) // 2
-    raise ValueError(f"position must be one of {POSITIONS}, got {position!r}")
+    raise InvalidInputError(f"position must be one of {POSITIONS}, got {position!r}")
 
 
 def _paint(frame: np.ndarray, text: str, size: int, rgb: tuple[int, int, int], position: str, margin: int) -> np.ndarray:
@@ -114,11 +117,11 @@ def number_frames(frames: Any, font_size: float = 40, color: Any = "red", positi
         The same kind as given (new objects unless ``inplace``).
     """
     if position not in POSITIONS:
-        raise ValueError(f"position must be one of {POSITIONS}, got {position!r}")
+        raise InvalidInputError(f"position must be one of {POSITIONS}, got {position!r}")
     rgb = _rgb(color)
     is_array = isinstance(frames, np.ndarray)
     if is_array and (frames.ndim != 4 or frames.shape[-1] != 3):
-        raise ValueError(f"frames must be (T, H, W, 3), got shape {frames.shape}")
+        raise InvalidInputError(f"frames must be (T, H, W, 3), got shape {frames.shape}")
     if is_array:  # one copy of the whole array, painted in place
         out_array = frames if (inplace and frames.dtype == np.uint8) else np.array(frames, dtype=np.uint8, copy=True)
         for i in range(len(out_array)):
@@ -148,7 +151,7 @@ def contact_sheet(frames: Sequence[Any], columns: int = 8, thumb_width: int = 24
 
     items = [np.asarray(f.convert("RGB")) if hasattr(f, "convert") else np.asarray(f) for f in frames]
     if not items:
-        raise ValueError("contact_sheet needs at least one frame")
+        raise InvalidInputError("contact_sheet needs at least one frame")
     h, w = items[0].shape[:2]
     tw = min(thumb_width, w)
     th = max(1, int(round(h * tw / w)))
@@ -172,7 +175,7 @@ def write_video(frames: Sequence[Any], path: str | os.PathLike[str], fps: float 
 
     items = [np.asarray(f.convert("RGB")) if hasattr(f, "convert") else np.asarray(f) for f in frames]
     if not items:
-        raise ValueError("write_video needs at least one frame")
+        raise InvalidInputError("write_video needs at least one frame")
     h, w = items[0].shape[:2]
     path = os.fspath(path)
     suffix = os.path.splitext(path)[1] or ".mp4"
@@ -189,7 +192,7 @@ def write_video(frames: Sequence[Any], path: str | os.PathLike[str], fps: float 
                 except Exception:
                     continue
             if stream is None:
-                raise ValueError(f"no usable video encoder among {codec or 'libx264, h264, mpeg4'}")
+                raise InvalidInputError(f"no usable video encoder among {codec or 'libx264, h264, mpeg4'}")
             # yuv420p needs even sizes
             stream.width, stream.height, stream.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
             for arr in items:

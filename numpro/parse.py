@@ -12,6 +12,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from tfvtg.errors import InvalidInputError
+
 __all__ = ["Answer", "parse_answer"]
 
 
@@ -46,7 +48,7 @@ class Answer:
         as the paper's evaluation maps numbers to time, widened to one frame
         interval when both are the same frame; clipped to ``duration``."""
         if not self.ok:
-            raise ValueError(f"no answer to convert ({self.reason}): {self.raw[:120]!r}")
+            raise InvalidInputError(f"no answer to convert ({self.reason}): {self.raw[:120]!r}")
         start = self.first / fps
         end = self.last / fps if self.last > self.first else (self.last + 1) / fps
         if duration is not None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tfvtg.errors import InvalidInputError
+
 __all__ = ["PromptTemplate", "DEFAULT_PROMPT"]
 
 
@@ -22,7 +24,7 @@ class PromptTemplate:
 
     def render(self, query: str, color: str = "red", position: str = "bottom_right") -> str:
         if not isinstance(query, str) or not query.strip():
-            raise ValueError("the query must be a non-empty sentence")
+            raise InvalidInputError("the query must be a non-empty sentence")
         q = query.strip().rstrip(".?!")
         # "A person ..." reads as "which frames show a person ..."; acronyms stay
         q = q[0].lower() + q[1:] if q[:1].isupper() and not (len(q) > 1 and q[1].isupper()) else q

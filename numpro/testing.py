@@ -33,8 +33,7 @@ def build_tiny_qwen2_vl(directory: str | os.PathLike[str], seed: int = 0) -> str
     processors and a chat template into ``directory``; returns the path."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import (PreTrainedTokenizerFast, Qwen2VLConfig, Qwen2VLForConditionalGeneration,
-                              Qwen2VLProcessor)
+    from transformers import PreTrainedTokenizerFast, Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     d = Path(directory)

@@ -1,6 +1,7 @@
 """Behaviour of the scoring core: validation, presets, modes, kernels."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import numpy as np
@@ -9,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tfvtg import Decomposition, Grounder, GroundingConfig, GroundingResult, Moment, VideoFeatures
-from tfvtg.combination import combine_sub_events, vote
-from tfvtg.proposals import propose, rising_runs, window_lengths
+from tfvtg.core.combination import combine_sub_events, vote
+from tfvtg.core.proposals import propose, rising_runs, window_lengths
 
 D = 64
 
@@ -235,7 +236,7 @@ def test_presets_and_config_errors():
         GroundingConfig(max_stride_factor=1.5)
     with pytest.raises(ValueError, match="integration"):
         GroundingConfig(integration="both")
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         GroundingConfig().stride = 3  # frozen
 
 
@@ -285,7 +286,7 @@ def test_rising_runs_match_the_rule(values, stride):
 def naive_proposals(curve: np.ndarray, cfg: GroundingConfig):
     """Enumerate every window, stable-sort, greedy NMS: the method as written."""
     t = len(curve)
-    fg = curve > np.float32(cfg.mask_threshold)
+    fg = curve > np.float32(0.2 if cfg.mask_threshold is None else cfg.mask_threshold)  # None: BLIP-2's 0.2
     m = np.where(fg, curve, 0).astype(np.float64)
     stride, longest = window_lengths(t, cfg)
     cands = []

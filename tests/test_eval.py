@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfvtg.datasets import DatasetError, load_charades_sta, load_dataset, load_qvhighlights, load_tfvtg_json
-from tfvtg.evaluation import evaluate, pad_features, read_results
-from tfvtg.metrics import grounding_metrics, qvhighlights_metrics, saliency_ap, temporal_iou
+from tfvtg.eval.datasets import DatasetError, load_charades_sta, load_dataset, load_qvhighlights, load_tfvtg_json
+from tfvtg.eval.metrics import grounding_metrics, qvhighlights_metrics, saliency_ap, temporal_iou
+from tfvtg.eval.runner import evaluate, pad_features, read_results
 
 FIXTURES = Path(__file__).parent / "fixtures"
 sys.path.insert(0, str(FIXTURES))
@@ -251,8 +251,8 @@ def test_tfvtg_json_reader_never_crashes(tmp_path, value):
 
 def test_llm_outputs_without_query_json_vote_like_the_reference(charades_subset):
     from tfvtg import Decomposition, Grounder, VideoFeatures
-    from tfvtg.datasets import Query
-    from tfvtg.evaluation import _decomposition_for
+    from tfvtg.eval.datasets import Query
+    from tfvtg.eval.runner import _decomposition_for
 
     q = Query("v#0", "v", "a person sits", 10.0, ((1.0, 2.0),), response={})
     assert _decomposition_for(q, {}) == Decomposition("single-query")  # {}: the query alone, voted

@@ -7,13 +7,19 @@ import time
 import warnings
 
 import pytest
+from chat_server import ChatServer, Reply
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chat_server import ChatServer, Reply
 from tfvtg import Decomposition, Grounder
-from tfvtg.llm import (DecompositionCache, DecompositionError, LLMTimeoutError, OpenAIDecomposer, extract_json,
-                       parse_reply)
+from tfvtg.llm.client import (
+    DecompositionCache,
+    DecompositionError,
+    LLMTimeoutError,
+    OpenAIDecomposer,
+    extract_json,
+    parse_reply,
+)
 
 pytest.importorskip("openai")
 
@@ -200,7 +206,7 @@ def test_no_key_and_no_server_is_a_clear_error(monkeypatch):
 
 
 def test_default_decomposer_notice(monkeypatch, caplog):
-    import tfvtg.llm as llm
+    import tfvtg.llm.client as llm
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("TFVTG_LLM_BASE_URL", raising=False)

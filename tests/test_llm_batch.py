@@ -9,13 +9,12 @@ import pickle
 import warnings
 
 import pytest
+from chat_server import ChatServer, Reply
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chat_server import ChatServer, Reply
 from tfvtg import Decomposition
-from tfvtg.llm import (DecompositionCache, LLMConfigurationError, OpenAIDecomposer, extract_json,
-                       parse_reply)
+from tfvtg.llm.client import DecompositionCache, LLMConfigurationError, OpenAIDecomposer, extract_json, parse_reply
 
 pytest.importorskip("openai")
 

@@ -7,13 +7,13 @@ import json
 
 import numpy as np
 import pytest
+from chat_server import ChatServer, Reply
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import numpro
-from chat_server import ChatServer, Reply
 from numpro.parse import parse_answer
-from tfvtg.moments import Moment
+from tfvtg import Moment
 from tfvtg.testing import make_video
 
 SIZES = [(160, 90), (320, 180), (640, 360), (1280, 720), (1920, 1080), (3840, 2160)]
@@ -75,7 +75,7 @@ def test_contact_sheet_and_write_video(tmp_path):
     sheet = numpro.contact_sheet(frames, columns=4)
     assert sheet.size[0] > 4 * 100 and sheet.size[1] > 3 * 50
     path = numpro.write_video(frames, tmp_path / "n.mp4", fps=1)
-    from tfvtg.video import read_frames
+    from tfvtg.video.decode import read_frames
 
     back = read_frames(path, fps=1.0)
     assert back.frames.shape[0] == 10 and back.frames.shape[1:3] == (90, 160)
@@ -196,7 +196,7 @@ def test_openai_backend_no_answer_timeout_and_batch(tmp_path):
         results = numpro.ground_many([(video, "x"), (str(tmp_path / "missing.mp4"), "y")], mllm=mllm,
                                      progress=False)
     assert [r.moment for r in results] == [None, None]
-    assert "FileNotFoundError" in results[1].error and results[0].answer.raw.startswith("I am")
+    assert "MissingFileError" in results[1].error and results[0].answer.raw.startswith("I am")
     with ChatServer(lambda req, n: Reply("From Frame 1 to Frame 2", delay=3)) as server:
         mllm = numpro.OpenAIVisionMLLM("m", base_url=server.url, api_key="sk-test-SECRET-9", timeout=0.5,
                                        max_retries=0)

@@ -29,9 +29,9 @@ import numpy as np
 import pytest
 
 from tfvtg import Decomposition, Grounder, GroundingConfig, VideoFeatures
-from tfvtg.grounder import proposal_rows
-from tfvtg.proposals import NAN_DROP, NAN_FIRST, cancellation_rule, propose
-from tfvtg.similarity import similarity_curves
+from tfvtg.core.grounder import proposal_rows
+from tfvtg.core.proposals import NAN_DROP, NAN_FIRST, cancellation_rule, propose
+from tfvtg.core.similarity import similarity_curves
 
 FIXTURES = Path(__file__).parent / "fixtures"
 sys.path.insert(0, str(FIXTURES))
@@ -93,10 +93,10 @@ def test_vlm_top10_matches_reference(dataset):
             exact += 1
             continue
         # the only other defined outcome: the float32 cancellation the other way
-        masked = np.where(result.curve > config.mask_threshold, result.curve, 0).astype(np.float32)
+        masked = np.where(result.curve > grounder.config.mask_threshold, result.curve, 0).astype(np.float32)
         other = NAN_DROP if cancellation_rule(masked) == NAN_FIRST else NAN_FIRST
         alt = propose(result.curve, config, nan_rule=other)
-        if not matches(proposal_rows(alt, feat.duration), alt.tied, ref):
+        if not matches(proposal_rows(alt, feat, config), alt.tied, ref):
             failures.append((case["video"], case["sentence"], rows.tolist(), ref))
     assert not failures, f"{len(failures)} cases differ from the reference, e.g. {failures[:2]}"
     # regression floor: how many cases the default cancellation model reproduces

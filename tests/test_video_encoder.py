@@ -6,10 +6,10 @@ import os
 
 import numpy as np
 import pytest
-
 from conftest import make_video
+
 from tfvtg import VideoFeatures
-from tfvtg.video import VideoDecodeError, probe, read_frames, sample_frame_indices
+from tfvtg.video.decode import VideoDecodeError, probe, read_frames, sample_frame_indices
 
 torch = pytest.importorskip("torch")
 
@@ -43,7 +43,7 @@ def test_decord_and_pyav_give_the_same_frames(tmp_path):
 
 
 def test_auto_backend_falls_back_to_pyav(tmp_path, monkeypatch):
-    import tfvtg.video as video
+    import tfvtg.video.decode as video
 
     monkeypatch.setattr(video, "_has_decord", lambda: False)
     path = make_video(tmp_path / "v.mp4", n_frames=20, fps=10)
@@ -121,7 +121,7 @@ def test_out_of_memory_halves_the_batch(tiny_blip2_dir, video_file, monkeypatch)
 
 
 def test_cosine_scores_equal_the_models_itc_scores(encoder, tiny_blip2_dir, video_file):
-    from transformers import AutoTokenizer, BlipImageProcessor, Blip2ForImageTextRetrieval
+    from transformers import AutoTokenizer, Blip2ForImageTextRetrieval, BlipImageProcessor
 
     frames = read_frames(video_file).frames[:3]
     texts = ["a person opens the door", "a dog jumps on the chair"]
@@ -145,8 +145,7 @@ def test_cosine_scores_equal_the_models_itc_scores(encoder, tiny_blip2_dir, vide
 
 
 def test_missing_model_says_how_to_point_at_local_weights(tmp_path):
-    from tfvtg import Blip2Encoder
-    from tfvtg.encoder import ModelUnavailableError
+    from tfvtg import Blip2Encoder, ModelUnavailableError
 
     with pytest.raises(ModelUnavailableError, match="not found.*local copy"):
         Blip2Encoder(str(tmp_path / "nowhere")).encode_text(["x"])
@@ -155,24 +154,24 @@ def test_missing_model_says_how_to_point_at_local_weights(tmp_path):
 
 
 def test_ground_a_video_file_end_to_end_with_cache(encoder, tmp_path, monkeypatch):
+    import tfvtg.encoders.blip2 as enc_mod
     from tfvtg import ground
-    import tfvtg.encoder as enc_mod
 
     monkeypatch.setenv("TFVTG_CACHE_DIR", str(tmp_path / "cache"))
     path = make_video(tmp_path / "clip.mp4", n_frames=60, fps=10)
     calls = []
-    original = enc_mod.Blip2Encoder.encode_video_array
+    original = enc_mod.Blip2Encoder.encode_video
 
     def counting(self, *a, **k):
         calls.append(1)
         return original(self, *a, **k)
 
-    monkeypatch.setattr(enc_mod.Blip2Encoder, "encode_video_array", counting)
+    monkeypatch.setattr(enc_mod.Blip2Encoder, "encode_video", counting)
     res = ground(path, "a person opens the door", text_encoder=encoder)
     assert res.moments and 0 <= res.best.start <= res.best.end <= 6.0 + 1e-6
     ground(path, "a dog jumps", text_encoder=encoder)
     assert len(calls) == 1  # second query: cache hit
-    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
+    assert len(list((tmp_path / "cache" / "features").glob("*.npy"))) == 1
     # a changed file is extracted again
     make_video(path, n_frames=50, fps=10)
     os.utime(path, ns=(1, 1))
@@ -260,4 +259,4 @@ def test_evaluate_from_video_files(tiny_blip2_dir, tmp_path, monkeypatch):
     m = evaluate("charades", tmp_path / "ann.json", videos=videos,
                  text_encoder=Blip2Encoder(tiny_blip2_dir, device="cpu"), out=tmp_path / "r.jsonl", progress=False)
     assert m["n"] == 3 and "failed" not in m
-    assert len(list((tmp_path / "cache").glob("*.npy"))) == 2  # each video encoded once
+    assert len(list((tmp_path / "cache" / "features").glob("*.npy"))) == 2  # each video encoded once

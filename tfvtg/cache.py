@@ -1,29 +1,40 @@
-"""On-disk feature cache for ``ground(video_path, ...)``.
+"""On-disk caches: where they live, and the feature cache of ``ground(video_path, ...)``.
 
-Entries are TFVTG-layout ``.npy`` files ((T, 32, 256) float16) with a JSON
-sidecar (duration, fps, model, source), named by a key derived from the
-video's content identity, the model and the sampling rate.
+One rule for every cache: the root is TFVTG_CACHE_DIR, else ~/.cache/tfvtg;
+features go to ``<root>/features``, LLM answers to ``<root>/llm.sqlite``.
+
+Feature entries are TFVTG-layout ``.npy`` files ((T, Q, D) float16) with a
+JSON sidecar (duration, fps, encoder, source), named by a key derived from
+the video's content identity, the encoder and the sampling rate. A damaged
+entry is extracted again; a directory that cannot be written is bypassed
+with one warning.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from pathlib import Path
+from typing import Any
 
-import numpy as np
+from .core.features import VideoFeatures
+from .errors import MissingFileError
+from .io import remove_orphans
 
-from .features import VideoFeatures
-from .io import save_npy, write_json
-
-__all__ = ["FeatureCache", "content_identity", "default_cache_dir"]
+__all__ = ["FeatureCache", "content_identity", "cache_root", "default_cache_dir"]
 
 _EDGE = 1 << 20  # bytes hashed at each end of the file
 
 
-def default_cache_dir() -> Path:
-    """TFVTG_CACHE_DIR, else ~/.cache/tfvtg/features."""
+def cache_root() -> Path:
+    """TFVTG_CACHE_DIR, else ~/.cache/tfvtg."""
     env = os.environ.get("TFVTG_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "tfvtg" / "features"
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "tfvtg"
+
+
+def default_cache_dir() -> Path:
+    """Where cached video features go: ``cache_root() / "features"``."""
+    return cache_root() / "features"
 
 
 def content_identity(path: str | os.PathLike[str]) -> str:
@@ -31,6 +42,8 @@ def content_identity(path: str | os.PathLike[str]) -> str:
     SHA-256 of its first and last MiB. Any edit changes the size, the time or
     the hashed bytes; re-encoding a multi-GB video is never hashed whole."""
     p = Path(path)
+    if not p.is_file():
+        raise MissingFileError(f"video not found: {p}")
     st = p.stat()
     h = hashlib.sha256()
     h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
@@ -42,6 +55,16 @@ def content_identity(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+_WARNED: set[str] = set()
+
+
+def _warn_once(directory: Path, exc: BaseException) -> None:
+    if str(directory) not in _WARNED:
+        _WARNED.add(str(directory))
+        warnings.warn(f"feature cache {directory} is not usable ({exc}); features are not cached",
+                      RuntimeWarning, stacklevel=4)
+
+
 class FeatureCache:
     """A directory of cached video features."""
 
@@ -49,8 +72,6 @@ class FeatureCache:
         self.directory = Path(directory) if directory else default_cache_dir()
 
     def key(self, video: str | os.PathLike[str], model: str, fps: float) -> str:
-        if not Path(video).exists():
-            raise FileNotFoundError(f"video not found: {video}")
         ident = content_identity(video)
         return hashlib.sha256(f"{ident}|{model}|{float(fps)!r}".encode()).hexdigest()[:32]
 
@@ -58,17 +79,39 @@ class FeatureCache:
         return self.directory / f"{key}.npy"
 
     def get(self, key: str) -> VideoFeatures | None:
+        """The cached features, or None when absent or damaged (a damaged
+        entry is removed so that it is extracted again)."""
         npy = self.path(key)
         if not npy.exists():
             return None
         try:
             return VideoFeatures.load(npy)
         except (ValueError, OSError):
-            return None  # a damaged entry is re-extracted
+            for stale in (npy, npy.with_suffix(".json")):
+                try:
+                    stale.unlink()
+                except OSError:
+                    pass
+            return None
 
-    def put(self, key: str, raw: np.ndarray, *, duration: float, fps: float, source: str, model: str) -> Path:
-        npy = self.path(key)
-        # sidecar first: an .npy is only ever visible with its metadata
-        write_json(npy.with_suffix(".json"), {"duration": duration, "fps": fps, "source": source, "model": model})
-        save_npy(npy, np.asarray(raw, dtype=np.float16))
-        return npy
+    def put(self, key: str, features: VideoFeatures) -> Path | None:
+        """Store ``features``; returns the path, or None (with one warning)
+        when the directory cannot be written."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            remove_orphans(self.directory)
+            return features.save(self.path(key))
+        except OSError as exc:
+            _warn_once(self.directory, exc)
+            return None
+
+    def fetch(self, video: str | os.PathLike[str], encoder: Any, fps: float) -> VideoFeatures:
+        """Cached features of ``video`` for ``encoder`` at ``fps``, extracting on a miss."""
+        key = self.key(video, model=str(getattr(encoder, "name", type(encoder).__name__)), fps=fps)
+        hit = self.get(key)
+        if hit is not None:
+            hit.source = str(video)
+            return hit
+        features = encoder.encode_video(video, fps=fps)
+        self.put(key, features)
+        return features

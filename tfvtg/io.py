@@ -1,29 +1,52 @@
-"""Atomic file writes: a reader (or a killed run) never sees half a file."""
+"""Files written for the user: atomic, with the user's umask, strict JSON.
+
+A reader (or a killed run) never sees half a file; temporary files are
+``.<name>.<random>.tmp`` beside the target, and :func:`remove_orphans`
+clears those a killed run left behind. JSON is strict (no NaN or Infinity
+tokens: non-finite floats are written as null).
+"""
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ["atomic_write", "save_npy", "write_json"]
+from .errors import InvalidInputError, MissingFileError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .core.features import VideoFeatures
+
+__all__ = ["atomic_write", "save_npy", "write_json", "strict_json", "dumps_strict", "remove_orphans",
+           "save_features", "load_features"]
+
+
+def _umask() -> int:
+    # os.umask can only be read by setting it; restore at once
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Any], None], mode: str = "wb") -> Path:
     """Write through ``write(file)`` into a temporary file beside ``path``,
-    flush it to disk, then rename it over ``path`` (atomic on POSIX and
+    flush it to disk, give it the permissions a plain ``open`` would (0666
+    less the umask), then rename it over ``path`` (atomic on POSIX and
     Windows)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, mode) as f:
+        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -34,11 +57,113 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Any], None], mod
     return path
 
 
+def remove_orphans(directory: str | os.PathLike[str]) -> int:
+    """Delete temporary files a killed :func:`atomic_write` left in
+    ``directory`` (``.<name>.*.tmp``); returns how many."""
+    removed = 0
+    for tmp in Path(directory).glob(".*.tmp"):
+        try:
+            tmp.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
 def save_npy(path: str | os.PathLike[str], array: np.ndarray) -> Path:
     """``np.save`` atomically (the file is named exactly ``path``)."""
     return atomic_write(path, lambda f: np.save(f, array, allow_pickle=False))
 
 
+def strict_json(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, inf) replaced by None and
+    numpy scalars and arrays turned into plain Python, so that it dumps as
+    strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return strict_json(value.tolist())
+    if isinstance(value, np.generic):
+        return strict_json(value.item())
+    if isinstance(value, str):
+        # a lone surrogate (e.g. from JSON "\ud800") cannot be encoded as UTF-8
+        return value.encode("utf-8", "replace").decode("utf-8") if _has_surrogate(value) else value
+    return value
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def dumps_strict(value: Any, indent: int | None = None) -> str:
+    """``json.dumps`` of :func:`strict_json` (never a NaN/Infinity token)."""
+    return json.dumps(strict_json(value), indent=indent, ensure_ascii=False, allow_nan=False)
+
+
 def write_json(path: str | os.PathLike[str], data: Any, indent: int | None = 2) -> Path:
-    """JSON dump, atomically."""
-    return atomic_write(path, lambda f: json.dump(data, f, indent=indent, ensure_ascii=False), mode="w")
+    """Strict JSON dump, atomically."""
+    text = dumps_strict(data, indent=indent)
+    return atomic_write(path, lambda f: f.write(text), mode="w")
+
+
+# -- feature files (VideoFeatures.save / .load) ---------------------------------
+
+def save_features(features: VideoFeatures, path: str | os.PathLike[str]) -> Path:
+    """TFVTG's layout: (T, Q, D) float16 ``.npy`` + ``.json`` sidecar."""
+    path = Path(path)
+    if path.suffix != ".npy":
+        path = path.with_suffix(".npy")
+    tokens = features.tokens if not features.on_torch else features.tokens.detach().cpu().numpy()
+    # sidecar first: an .npy is only ever visible with its metadata
+    write_json(path.with_suffix(".json"), {"duration": features.duration, "fps": features.fps,
+                                           "source": features.source, "encoder": features.encoder})
+    return save_npy(path, np.asarray(tokens, dtype=np.float16))
+
+
+def read_sidecar(npy: Path) -> dict[str, Any]:
+    """The ``.json`` beside a feature file, or {} when absent or unusable
+    (not JSON, not an object): metadata is optional."""
+    sidecar = npy.with_suffix(".json")
+    try:
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (ValueError, OSError, RecursionError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def load_array(path: Path, mmap: bool = False) -> np.ndarray:
+    """``np.load`` without pickles; a damaged file raises InvalidInputError
+    naming it."""
+    if not path.is_file():
+        raise MissingFileError(f"feature file not found: {path}")
+    try:
+        return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InvalidInputError(f"cannot read features from {path} ({exc}); re-extract that video") from exc
+
+
+def load_features(cls: type[VideoFeatures], path: str | os.PathLike[str], duration: float | None = None,
+                  ) -> VideoFeatures:
+    path = Path(path)
+    array = load_array(path)
+    meta = read_sidecar(path)
+    fps = meta.get("fps")
+    if duration is None:
+        duration = meta.get("duration")
+    if duration is None:
+        fps = 3.0
+        duration = array.shape[0] / fps if array.ndim else 0.0
+    source = meta.get("source") if isinstance(meta.get("source"), str) else None
+    encoder = meta.get("encoder") if isinstance(meta.get("encoder"), str) else None
+    try:
+        return cls(array, duration=duration, fps=fps, source=source or str(path), encoder=encoder)
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{path}: {exc}") from exc

@@ -34,8 +34,9 @@ def _needs_answer(response: object) -> bool:
 def run(args: argparse.Namespace) -> int:
     import time
 
+    from ..errors import DecompositionError
     from ..io import write_json
-    from ..llm import DecompositionError, OpenAIDecomposer
+    from ..llm import OpenAIDecomposer
 
     try:
         data = json.loads(Path(args.annotations).read_text())

@@ -32,8 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..encoder import Blip2Encoder
-    from ..evaluation import evaluate, format_metrics
+    from ..encoders.blip2 import Blip2Encoder
+    from ..eval.runner import evaluate, format_metrics
     from ..io import write_json
 
     decomposer = None

@@ -22,10 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv"}
 
 
 def expand(paths: list[str]) -> list[Path]:
+    from ..video.decode import VIDEO_SUFFIXES
+
     out: list[Path] = []
     for item in paths:
         p = Path(item)
@@ -39,7 +40,7 @@ def expand(paths: list[str]) -> list[Path]:
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from ..encoder import Blip2Encoder
+    from ..encoders.blip2 import Blip2Encoder
     from ..io import save_npy, write_json
 
     out_dir = Path(args.out)

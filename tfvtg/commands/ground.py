@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..grounder import ground
+    from ..api import ground
 
     decomposition = None
     if args.decomposition:
@@ -36,11 +36,11 @@ def run(args: argparse.Namespace) -> int:
     video: object = args.video
     encoder = None
     if args.model:
-        from ..encoder import Blip2Encoder
+        from ..encoders.blip2 import Blip2Encoder
 
         encoder = Blip2Encoder(args.model)
     if str(args.video).endswith(".npy"):
-        from ..features import VideoFeatures
+        from ..core.features import VideoFeatures
 
         video = VideoFeatures.load(args.video, duration=args.duration)
     try:

@@ -24,12 +24,15 @@ import sqlite3
 import threading
 import time
 import warnings
+from collections.abc import Generator, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Generator, Iterable, Literal, Sequence
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .decomposition import Decomposition
+from tfvtg.errors import DecompositionError, InvalidInputError, InvalidTypeError, LLMConfigurationError, LLMTimeoutError
+
+from ..core.decomposition import Decomposition
 from .prompts import PROMPT_VERSION, REPAIR_TEMPLATE, RESPONSE_SCHEMA, SYSTEM_PROMPT, USER_TEMPLATE
 
 __all__ = ["OpenAIDecomposer", "DecompositionCache", "DecompositionError", "LLMTimeoutError",
@@ -39,18 +42,10 @@ __all__ = ["OpenAIDecomposer", "DecompositionCache", "DecompositionError", "LLMT
 log = logging.getLogger("tfvtg.llm")
 
 
-class DecompositionError(RuntimeError):
-    """The LLM server could not be used (unreachable, refused, misconfigured)."""
 
 
-class LLMTimeoutError(DecompositionError, TimeoutError):
-    """The server did not answer within the configured timeout."""
 
 
-class LLMConfigurationError(DecompositionError):
-    """The server refuses every request: bad key (401), no access (403), or an
-    unknown model or wrong URL (404). A batch stops on it, since every other
-    query would fail the same way."""
 
 
 # ------------------------------------------------------------------ parsing
@@ -79,7 +74,7 @@ def extract_json(text: str) -> dict[str, Any]:
     Raises ValueError when there is none.
     """
     if not isinstance(text, str) or not text.strip():
-        raise ValueError("the reply is empty")
+        raise InvalidInputError("the reply is empty")
     candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
     decoder = json.JSONDecoder()
     for chunk in candidates:
@@ -90,7 +85,7 @@ def extract_json(text: str) -> dict[str, Any]:
                 continue
             if isinstance(obj, dict):
                 return obj
-    raise ValueError("the reply holds no JSON object")
+    raise InvalidInputError("the reply holds no JSON object")
 
 
 def parse_reply(text: str) -> Decomposition:
@@ -100,7 +95,7 @@ def parse_reply(text: str) -> Decomposition:
         reply = _Reply.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
-        raise ValueError(f"the JSON does not follow the schema ({problems})") from None
+        raise InvalidInputError(f"the JSON does not follow the schema ({problems})") from None
     payload = reply.model_dump(by_alias=True)
     return Decomposition.from_tfvtg(payload)
 
@@ -116,8 +111,9 @@ class DecompositionCache:
 
     def __init__(self, path: str | os.PathLike[str] | None = None):
         if path is None:
-            base = os.environ.get("TFVTG_CACHE_DIR")
-            path = (Path(base).expanduser() if base else Path.home() / ".cache" / "tfvtg") / "llm.sqlite"
+            from ..cache import cache_root
+
+            path = cache_root() / "llm.sqlite"
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -210,7 +206,7 @@ class OpenAIDecomposer:
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or os.environ.get("TFVTG_LLM_BASE_URL")
         key = api_key or os.environ.get("OPENAI_API_KEY")
         if not key and not self.base_url:
-            raise ValueError("no API key: pass api_key=... or set OPENAI_API_KEY "
+            raise InvalidInputError("no API key: pass api_key=... or set OPENAI_API_KEY "
                              "(or give base_url=... for a local server that needs none)")
         self.__key = key or "not-needed"  # name-mangled, never in repr, errors or pickles
         self.timeout = float(timeout)
@@ -229,7 +225,7 @@ class OpenAIDecomposer:
         self.prompt_version = PROMPT_VERSION
 
     def __getstate__(self) -> dict[str, Any]:
-        raise TypeError("OpenAIDecomposer holds an API key and cannot be pickled; build one in each process")
+        raise InvalidTypeError("OpenAIDecomposer holds an API key and cannot be pickled; build one in each process")
 
     def __repr__(self) -> str:  # never shows the key
         return f"OpenAIDecomposer(model={self.model!r}, base_url={self.base_url!r}, cache={self.cache is not None})"
@@ -324,7 +320,7 @@ class OpenAIDecomposer:
             DecompositionError: the server could not be used at all.
         """
         if not isinstance(query, str) or not query.strip():
-            raise ValueError("the query must be a non-empty sentence")
+            raise InvalidInputError("the query must be a non-empty sentence")
         cached = self.cache.get(self.model, self.prompt_version, query) if self.cache else None
         if cached is not None:
             return cached
@@ -437,7 +433,7 @@ class OpenAIDecomposer:
         queries = list(queries)
         for q in queries:
             if not isinstance(q, str) or not q.strip():
-                raise ValueError(f"every query must be a non-empty sentence, got {q!r}")
+                raise InvalidInputError(f"every query must be a non-empty sentence, got {q!r}")
         coro = self.adecompose_many(queries, concurrency, progress, on_result)
         try:
             asyncio.get_running_loop()
@@ -462,7 +458,7 @@ class OpenAIDecomposer:
     def import_tfvtg(self, path: str | os.PathLike[str]) -> int:
         """Import a TFVTG ``llm_outputs.json`` into this decomposer's cache."""
         if self.cache is None:
-            raise ValueError("this decomposer has no cache to import into (cache=False)")
+            raise InvalidInputError("this decomposer has no cache to import into (cache=False)")
         return self.cache.import_tfvtg(path, self.model, self.prompt_version)
 
 

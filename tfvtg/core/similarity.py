@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from .errors import InvalidInputError
 from .features import VideoFeatures
 
 __all__ = ["similarity_curves", "normalise_text_embeddings"]
@@ -28,14 +29,14 @@ def normalise_text_embeddings(embeddings: Any, dim: int) -> np.ndarray:
     if emb.ndim == 1:
         emb = emb[None, :]
     if emb.ndim != 2:
-        raise ValueError(f"the text encoder must return an (n, D) array, got shape {emb.shape}")
+        raise InvalidInputError(f"the text encoder must return an (n, D) array, got shape {emb.shape}")
     if emb.shape[1] != dim:
-        raise ValueError(
+        raise InvalidInputError(
             f"text embedding dimension {emb.shape[1]} does not match the frame features' D={dim}: "
             "use the text encoder of the model that produced the features"
         )
     if not np.isfinite(emb).all():
-        raise ValueError("the text encoder returned NaN or inf embeddings")
+        raise InvalidInputError("the text encoder returned NaN or inf embeddings")
     norms = np.sqrt((emb * emb).sum(axis=1, keepdims=True))
     return emb / np.maximum(norms, np.float32(1e-12))
 

@@ -9,23 +9,27 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
-from .config import GroundingConfig
+from tfvtg.errors import InvalidInputError, MissingFileError
+
+from ..core.config import GroundingConfig
+from ..core.decomposition import Decomposition
+from ..core.features import VideoFeatures
+from ..video.decode import VIDEO_SUFFIXES
 from .datasets import Query, load_dataset
-from .decomposition import Decomposition
-from .features import VideoFeatures
 from .metrics import grounding_metrics, qvhighlights_metrics, temporal_iou
 
 __all__ = ["evaluate", "pad_features", "read_results", "metrics_from_results", "format_metrics"]
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
 
 
-def pad_features(array: np.ndarray, duration: float, pad_sec: float, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+def pad_features(array: np.ndarray, duration: float, pad_sec: float,
+                 rng: np.random.Generator) -> tuple[np.ndarray, float]:
     """The paper's out-of-distribution setting: ``pad_sec`` seconds of
     standard-normal noise features before the video. Returns (features,
     new duration)."""
@@ -99,7 +103,7 @@ def _find_video(videos: Path, vid: str) -> Path:
         p = videos / f"{vid}{suffix}"
         if p.exists():
             return p
-    raise FileNotFoundError(f"no video file for {vid!r} in {videos}")
+    raise MissingFileError(f"no video file for {vid!r} in {videos}")
 
 
 def _load_llm_outputs(path: str | os.PathLike[str]) -> dict[str, dict]:
@@ -148,10 +152,10 @@ def evaluate(dataset: str, annotations: str | os.PathLike[str], *, features: str
         "MR-mAP@0.75", "MR-mAP", "MR-R1@0.5", "MR-R1@0.7" (and "HL-mAP",
         "HL-HIT@1" from the similarity curve's per-clip saliency).
     """
-    from .grounder import Grounder
+    from ..core.grounder import Grounder
 
     if (features is None) == (videos is None):
-        raise ValueError("give exactly one of features=DIR (.npy files) or videos=DIR (video files)")
+        raise InvalidInputError("give exactly one of features=DIR (.npy files) or videos=DIR (video files)")
     name = dataset.lower()
     # the Charades-STA text format carries no durations: a CSV or the feature files give them
     txt = str(annotations).endswith(".txt")
@@ -163,7 +167,7 @@ def evaluate(dataset: str, annotations: str | os.PathLike[str], *, features: str
             name.replace("-", "").replace("_", ""), "charades")
     config = preset if isinstance(preset, GroundingConfig) else GroundingConfig.preset(preset)
     if text_encoder is None:
-        from .encoder import default_encoder
+        from ..api import default_encoder
 
         text_encoder = default_encoder()
     grounder = Grounder(text_encoder, config, decomposer)
@@ -251,11 +255,11 @@ def _video_features(q: Query, features, videos, encoder, pad_sec: float, rng) ->
     if features is not None:
         npy = Path(features) / f"{q.video}.npy"
         if not npy.exists():
-            raise FileNotFoundError(f"no feature file {npy}")
+            raise MissingFileError(f"no feature file {npy}")
         array = np.load(npy)
         duration = q.duration if q.duration is not None else VideoFeatures.load(npy).duration
     else:
-        from .encoder import features_for_video
+        from ..api import features_for_video
 
         vf = features_for_video(_find_video(Path(videos), q.video), encoder=encoder)
         array = vf.tokens

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from tfvtg.moments import Moment
+from tfvtg import Moment
+from tfvtg.errors import InvalidInputError
 
+from .errors import NoAnswerError
 from .mllm import MLLM
 from .overlay import number_frames
 from .parse import Answer, parse_answer
@@ -18,12 +21,6 @@ from .prompt import DEFAULT_PROMPT, PromptTemplate
 __all__ = ["sample_frames", "ground", "ground_many", "NumProResult", "NoAnswerError"]
 
 
-class NoAnswerError(ValueError):
-    """The MLLM's reply holds no usable frame span; ``.answer.raw`` keeps it."""
-
-    def __init__(self, answer: Answer):
-        super().__init__(f"no frame span in the model's answer ({answer.reason}): {answer.raw[:200]!r}")
-        self.answer = answer
 
 
 @dataclass
@@ -48,7 +45,7 @@ class NumProResult:
 
     def contact_sheet(self, path: str | os.PathLike[str] | None = None, columns: int = 8) -> Any:
         """Contact sheet of the numbered frames with the answer marked (matplotlib figure)."""
-        from tfvtg.plot import plot_numpro_answer
+        from .plot import plot_numpro_answer
 
         span = (self.answer.first, self.answer.last) if self.answer is not None and self.answer.ok else None
         return plot_numpro_answer(self.frames, span, self.timestamps, columns=columns, path=path, title=self.query)
@@ -66,10 +63,10 @@ def sample_frames(video: Any, fps: float = 1.0, backend: str = "auto") -> tuple[
     """
     if isinstance(video, np.ndarray):
         if video.ndim != 4 or video.shape[-1] != 3:
-            raise ValueError(f"frames must be (T, H, W, 3), got shape {video.shape}")
+            raise InvalidInputError(f"frames must be (T, H, W, 3), got shape {video.shape}")
         ts = np.arange(len(video)) / fps
         return video, ts, len(video) / fps
-    from tfvtg.video import read_frames
+    from tfvtg import read_frames
 
     decoded = read_frames(video, fps=fps, backend=backend)  # type: ignore[arg-type]
     # frame k stands for second k / fps of the video, the mapping answers are converted with

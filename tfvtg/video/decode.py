@@ -10,20 +10,25 @@ sampled at ``n = round(N / r * fps)`` frame indices spread evenly over
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 import numpy as np
 
-__all__ = ["sample_frame_indices", "read_frames", "iter_frame_batches", "probe", "VideoInfo", "DecodedVideo",
-           "VideoDecodeError"]
+from tfvtg.errors import InvalidInputError, MissingFileError, VideoDecodeError
+
+__all__ = ["VIDEO_SUFFIXES", "sample_frame_indices", "read_frames", "iter_frame_batches", "probe", "VideoInfo",
+           "DecodedVideo", "VideoDecodeError"]
 
 Backend = Literal["auto", "decord", "pyav"]
 
+#: file suffixes treated as videos when a folder is expanded (lower case)
+VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv",
+                                   ".ts", ".3gp")
 
-class VideoDecodeError(ValueError):
-    """A video file exists but cannot be decoded (corrupt, empty, not a video)."""
+
 
 
 @dataclass(frozen=True)
@@ -85,9 +90,9 @@ def sample_frame_indices(num_frames: int, avg_fps: float, fps: float = 3.0) -> n
     if num_frames <= 0:
         return np.zeros(0, np.int64)
     if not avg_fps or avg_fps <= 0 or not np.isfinite(avg_fps):
-        raise ValueError(f"the video reports no usable frame rate ({avg_fps!r})")
+        raise InvalidInputError(f"the video reports no usable frame rate ({avg_fps!r})")
     if fps <= 0:
-        raise ValueError(f"fps must be positive, got {fps!r}")
+        raise InvalidInputError(f"fps must be positive, got {fps!r}")
     n = max(1, round(num_frames / avg_fps * fps))
     return np.linspace(0, num_frames - 1, num=n).round().astype(np.int64)
 
@@ -95,7 +100,7 @@ def sample_frame_indices(num_frames: int, avg_fps: float, fps: float = 3.0) -> n
 def _check_file(path: str | os.PathLike[str]) -> str:
     p = Path(path)
     if not p.exists():
-        raise FileNotFoundError(f"video not found: {p}")
+        raise MissingFileError(f"video not found: {p}")
     if not p.is_file():
         raise VideoDecodeError(f"not a video file: {p}")
     if p.stat().st_size == 0:
@@ -144,7 +149,7 @@ def probe(path: str | os.PathLike[str], backend: Backend = "auto") -> VideoInfo:
     """Frame count and average rate of a video, from decord or PyAV."""
     path = _check_file(path)
     if backend not in ("auto", "decord", "pyav"):
-        raise ValueError(f"backend must be 'auto', 'decord' or 'pyav', got {backend!r}")
+        raise InvalidInputError(f"backend must be 'auto', 'decord' or 'pyav', got {backend!r}")
     if backend == "decord" or (backend == "auto" and _has_decord()):
         try:
             reader = _open_decord(path)

@@ -2,23 +2,23 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_result", "plot_numpro_answer"]
+__all__ = ["plot_result", "pyplot"]
 
 
-def _pyplot():
-    try:
-        import matplotlib
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` with a file backend when there is no display
+    (MissingExtraError naming ``tfvtg[plot]`` when matplotlib is missing)."""
+    from .._extras import require
 
-        if not os.environ.get("DISPLAY") and "inline" not in str(matplotlib.get_backend()).lower():
-            matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ImportError("plotting needs matplotlib: pip install 'tfvtg[plot]'") from exc
-    return plt
+    matplotlib = require("matplotlib")
+    if not os.environ.get("DISPLAY") and "inline" not in str(matplotlib.get_backend()).lower():
+        matplotlib.use("Agg", force=False)
+    return require("matplotlib.pyplot")
 
 
 def plot_result(result: Any, ground_truth: Sequence[float] | None = None, ax: Any = None,
@@ -40,7 +40,7 @@ def plot_result(result: Any, ground_truth: Sequence[float] | None = None, ax: An
     Returns:
         The matplotlib Figure.
     """
-    plt = _pyplot()
+    plt = pyplot()
     subs = list(result.sub_event_curves or [])
     if ax is None:
         rows = 2 if subs else 1
@@ -94,41 +94,4 @@ def plot_result(result: Any, ground_truth: Sequence[float] | None = None, ax: An
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=110)
-    return fig
-
-
-def plot_numpro_answer(frames: Sequence[Any], answer: tuple[int, int] | None, timestamps: Sequence[float] | None = None,
-                       columns: int = 8, path: str | os.PathLike[str] | None = None, title: str | None = None) -> Any:
-    """A NumPro contact sheet with the frames of the answer outlined.
-
-    Args:
-        frames: the numbered frames the model saw ((H, W, 3) arrays or PIL images).
-        answer: (first, last) frame numbers chosen by the model, or None.
-        timestamps: seconds of each frame, shown under it.
-        columns: frames per row.
-        path: save the figure there.
-
-    Returns:
-        The matplotlib Figure.
-    """
-    plt = _pyplot()
-    n = len(frames)
-    rows = max(1, -(-n // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.3 * rows + 0.4), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i >= n:
-            continue
-        ax.imshow(np.asarray(frames[i]))
-        inside = answer is not None and answer[0] <= i <= answer[1]
-        if inside:
-            h, w = np.asarray(frames[i]).shape[:2]
-            ax.add_patch(plt.Rectangle((0, 0), w - 1, h - 1, fill=False, ec="lime", lw=3))
-        if timestamps is not None:
-            ax.set_title(f"{timestamps[i]:.1f}s", fontsize=7, color="green" if inside else "black")
-    heading = title or ("answer: frames %d-%d" % answer if answer else "no answer")
-    fig.suptitle(heading, fontsize=10)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=100)
     return fig

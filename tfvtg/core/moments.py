@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from . import hooks
+from .errors import InvalidInputError
+
 if TYPE_CHECKING:  # pragma: no cover
     from .decomposition import Decomposition
 
@@ -30,7 +33,7 @@ class Moment(NamedTuple):
         """Length in seconds."""
         return self.end - self.start
 
-    def iou(self, other: "Moment | tuple[float, float]") -> float:
+    def iou(self, other: Moment | tuple[float, float]) -> float:
         """Temporal intersection over union with another span (0 when disjoint)."""
         s, e = float(other[0]), float(other[1])
         inter = min(self.end, e) - max(self.start, s)
@@ -60,7 +63,7 @@ class GroundingResult:
     moments: list[Moment]
     duration: float
     curve: np.ndarray | None = None
-    decomposition: "Decomposition | None" = None
+    decomposition: Decomposition | None = None
     sub_event_moments: list[list[Moment]] = field(default_factory=list)
     sub_event_curves: list[np.ndarray] = field(default_factory=list)
     config: Any = None
@@ -69,7 +72,7 @@ class GroundingResult:
     def best(self) -> Moment:
         """The top-ranked moment."""
         if not self.moments:
-            raise ValueError(f"no moment was found for {self.query!r}")
+            raise InvalidInputError(f"no moment was found for {self.query!r}")
         return self.moments[0]
 
     @property
@@ -116,7 +119,5 @@ class GroundingResult:
                 f"<table><tr><th>#</th><th>start (s)</th><th>end (s)</th><th>score</th></tr>{rows}</table></div>")
 
     def plot(self, ground_truth: tuple[float, float] | None = None, ax: Any = None, path: str | None = None) -> Any:
-        """Draw the curve, proposals and chosen moment (see :mod:`tfvtg.plot`)."""
-        from .plot import plot_result
-
-        return plot_result(self, ground_truth=ground_truth, ax=ax, path=path)
+        """Draw the curve, proposals and chosen moment (:func:`tfvtg.viz.plot_result`; needs ``tfvtg[plot]``)."""
+        return hooks.call("plot_result", self, ground_truth=ground_truth, ax=ax, path=path)

@@ -10,35 +10,24 @@ the query tokens, is the model's ITC score.
 """
 from __future__ import annotations
 
-import functools
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from .features import VideoFeatures
+from ..core.features import VideoFeatures
+from ..errors import InvalidInputError, ModelUnavailableError
+from .base import pick_device
 
-__all__ = ["Blip2Encoder", "default_encoder", "features_for_video", "DEFAULT_MODEL", "ModelUnavailableError"]
+__all__ = ["Blip2Encoder", "DEFAULT_MODEL", "BLIP2_COCO_SPACE"]
 
 DEFAULT_MODEL = "Salesforce/blip2-itm-vit-g-coco"
+# the embedding space of the paper's checkpoint (and of any local copy of it)
+BLIP2_COCO_SPACE = "blip2-coco"
 
 
-class ModelUnavailableError(OSError):
-    """The model's weights could not be loaded (offline, missing, wrong path)."""
-
-
-def _pick_device(device: str | None) -> str:
-    import torch
-
-    if device:
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 def _offline_help(model: str, exc: BaseException) -> ModelUnavailableError:
@@ -47,10 +36,18 @@ def _offline_help(model: str, exc: BaseException) -> ModelUnavailableError:
     why = "HF_HUB_OFFLINE is set" if offline else "the model hub could not be reached or has no such model"
     return ModelUnavailableError(
         f"cannot load BLIP-2 model {model!r}: {why} ({type(exc).__name__}: {exc}). "
-        f"Download it on a machine with network access (e.g. `huggingface-cli download {DEFAULT_MODEL} "
+        f"Download it on a machine with network access (e.g. `hf download {DEFAULT_MODEL} "
         f"--local-dir /path/blip2`), copy it here and pass Blip2Encoder(model='/path/blip2') "
         f"or set TFVTG_BLIP2_MODEL=/path/blip2."
     )
+
+
+def _space_of(model_name: str) -> str:
+    """The paper's checkpoint, by hub name or as a local copy named like it,
+    is "blip2-coco"; any other checkpoint is its own space."""
+    if model_name == DEFAULT_MODEL or Path(model_name).name == DEFAULT_MODEL.split("/")[1]:
+        return BLIP2_COCO_SPACE
+    return f"blip2:{Path(model_name).name or model_name}"
 
 
 class Blip2Encoder:
@@ -72,9 +69,13 @@ class Blip2Encoder:
     The model loads once, on first use, and is reused for every call.
     """
 
+    #: similarity below which a frame is background (TFVTG's value for BLIP-2's ITC scale)
+    mask_threshold: float = 0.2
+
     def __init__(self, model: str | os.PathLike[str] | None = None, device: str | None = None,
-                 dtype: str | None = None, batch_size: int | None = None):
+                 dtype: str | None = None, batch_size: int | None = None, *, space: str | None = None):
         self.model_name = str(model or os.environ.get("TFVTG_BLIP2_MODEL") or DEFAULT_MODEL)
+        self.space = space or _space_of(self.model_name)
         self._device = device
         self._dtype = dtype
         self._batch_size = batch_size
@@ -82,8 +83,13 @@ class Blip2Encoder:
 
     # -- loading ----------------------------------------------------------
     @property
+    def name(self) -> str:
+        """The checkpoint: a hub name or a local directory."""
+        return self.model_name
+
+    @property
     def device(self) -> str:
-        return _pick_device(self._device)
+        return pick_device(self._device)
 
     @property
     def batch_size(self) -> int:
@@ -149,7 +155,7 @@ class Blip2Encoder:
             texts = [texts]
         texts = list(texts)
         if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
-            raise ValueError("encode_text needs a non-empty list of non-empty strings")
+            raise InvalidInputError("encode_text needs a non-empty list of non-empty strings")
         tokenizer, _, model = self._load()
         # LAVIS pads to 35 tokens and truncates; the CLS output ignores padding
         tok = tokenizer(texts, padding=True, truncation=True, max_length=35, return_tensors="pt").to(self.device)
@@ -203,9 +209,9 @@ class Blip2Encoder:
         uint8 array or a list of PIL images), in batches of ``batch_size``."""
         if isinstance(frames, np.ndarray):
             if frames.ndim != 4 or frames.shape[-1] != 3:
-                raise ValueError(f"frames must be a (T, H, W, 3) RGB array, got shape {frames.shape}")
+                raise InvalidInputError(f"frames must be a (T, H, W, 3) RGB array, got shape {frames.shape}")
         if len(frames) == 0:
-            raise ValueError("encode_frames got no frames")
+            raise InvalidInputError("encode_frames got no frames")
         outs = []
         i = 0
         while i < len(frames):
@@ -224,21 +230,21 @@ class Blip2Encoder:
         """
         if not on_device:
             raw, info = self.encode_video_array(path, fps=fps, backend=backend, progress=progress)
-            return VideoFeatures(raw, duration=info.duration, fps=fps, source=str(path))
+            return VideoFeatures(raw, duration=info.duration, fps=fps, source=str(path), encoder=self.space)
         import torch
 
-        from .video import iter_frame_batches
+        from ..video.decode import iter_frame_batches
 
         info, _, batches = iter_frame_batches(path, fps=fps, batch_size=self.batch_size,
                                               backend=backend)  # type: ignore[arg-type]
         tokens = torch.cat([self._encode_batch(b, keep_on_device=True).float() for b in batches])
-        return VideoFeatures(tokens, duration=info.duration, fps=fps, source=str(path))
+        return VideoFeatures(tokens, duration=info.duration, fps=fps, source=str(path), encoder=self.space)
 
     def encode_video_array(self, path: str | os.PathLike[str], fps: float = 3.0, backend: str = "auto",
                            progress: bool = False) -> tuple[np.ndarray, Any]:
         """Like :meth:`encode_video` but returns the raw (T, 32, D) float16
         array (TFVTG's file layout) and the video's info."""
-        from .video import iter_frame_batches
+        from ..video.decode import iter_frame_batches
 
         info, indices, batches = iter_frame_batches(path, fps=fps, batch_size=self.batch_size,
                                                     backend=backend)  # type: ignore[arg-type]
@@ -259,36 +265,3 @@ class Blip2Encoder:
     def __repr__(self) -> str:
         state = "loaded" if self._loaded is not None else "not loaded"
         return f"Blip2Encoder(model={self.model_name!r}, device={self.device!r}, {state})"
-
-
-@functools.lru_cache(maxsize=1)
-def default_encoder() -> Blip2Encoder:
-    """The process-wide default :class:`Blip2Encoder` (loaded once, on first use)."""
-    return Blip2Encoder()
-
-
-def features_for_video(path: str | os.PathLike[str], encoder: Blip2Encoder | None = None, fps: float = 3.0,
-                       cache: bool | str | os.PathLike[str] = True) -> VideoFeatures:
-    """Features of a video file, extracted once and then read from the cache.
-
-    The cache key is the file's content identity (size, modification time and
-    a hash of its first and last MiB), the model and ``fps``; a changed file
-    is extracted again. ``cache`` is True (default directory:
-    TFVTG_CACHE_DIR or ~/.cache/tfvtg), a directory, or False.
-    """
-    from .cache import FeatureCache
-
-    encoder = encoder or default_encoder()
-    if not isinstance(encoder, Blip2Encoder):
-        raise TypeError("features_for_video needs a Blip2Encoder to encode frames")
-    if not cache:
-        return encoder.encode_video(path, fps=fps)
-    store = FeatureCache(None if cache is True else cache)
-    key = store.key(path, model=encoder.model_name, fps=fps)
-    hit = store.get(key)
-    if hit is not None:
-        return hit
-    raw, info = encoder.encode_video_array(path, fps=fps)
-    store.put(key, raw, duration=info.duration, fps=fps, source=str(path), model=encoder.model_name)
-    return VideoFeatures(raw, duration=info.duration, fps=fps, source=str(path))
-

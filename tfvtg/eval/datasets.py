@@ -11,16 +11,17 @@ import csv
 import json
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from tfvtg.errors import DatasetError, InvalidInputError, MissingFileError
 
 __all__ = ["Query", "DatasetError", "load_tfvtg_json", "load_charades_sta", "load_qvhighlights", "load_dataset",
            "DATASETS"]
 
 
-class DatasetError(ValueError):
-    """An annotation file could not be read; the message names file and line."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def _report(errors: list[str], strict: bool, path: str | os.PathLike[str]) -> No
 def _span(value: Any) -> tuple[float, float]:
     s, e = (float(v) for v in value)
     if not e >= s:
-        raise ValueError(f"span end {e} is before its start {s}")
+        raise InvalidInputError(f"span end {e} is before its start {s}")
     return s, e
 
 
@@ -81,15 +82,15 @@ def load_tfvtg_json(path: str | os.PathLike[str], strict: bool = False) -> list[
     for vid, ann in data.items():
         try:
             if not isinstance(ann, dict):
-                raise ValueError(f"expected an object, got {type(ann).__name__}")
+                raise InvalidInputError(f"expected an object, got {type(ann).__name__}")
             duration = float(ann["duration"] if "duration" in ann else ann["video_duration"])
             sentences, stamps = ann["sentences"], ann["timestamps"]
             if len(sentences) != len(stamps):
-                raise ValueError(f"{len(sentences)} sentences but {len(stamps)} timestamps")
+                raise InvalidInputError(f"{len(sentences)} sentences but {len(stamps)} timestamps")
             responses = ann.get("response") or [None] * len(sentences)
             for i, (sentence, stamp) in enumerate(zip(sentences, stamps)):
                 if not isinstance(sentence, str) or not sentence.strip():
-                    raise ValueError(f"sentence {i} is empty")
+                    raise InvalidInputError(f"sentence {i} is empty")
                 resp = responses[i] if i < len(responses) else None
                 queries.append(Query(f"{vid}#{i}", vid, sentence, duration, (_span(stamp),), resp))
         except (KeyError, TypeError, ValueError) as exc:
@@ -132,7 +133,7 @@ def load_charades_sta(path: str | os.PathLike[str], durations: str | os.PathLike
                 vid, start, end = head.split()
                 span = _span((start, end))
                 if not sentence.strip():
-                    raise ValueError("empty sentence")
+                    raise InvalidInputError("empty sentence")
             except ValueError as exc:
                 errors.append(f"{path}:{lineno}: expected 'vid start end##sentence' ({exc}): {line.strip()[:80]!r}")
                 continue
@@ -162,7 +163,7 @@ def load_qvhighlights(path: str | os.PathLike[str], strict: bool = False) -> lis
             try:
                 d = json.loads(line)
                 if not isinstance(d, dict):
-                    raise ValueError(f"expected a JSON object, got {type(d).__name__}")
+                    raise InvalidInputError(f"expected a JSON object, got {type(d).__name__}")
                 spans = tuple(_span(w) for w in d.get("relevant_windows", []))
                 saliency = {int(c): tuple(int(x) for x in s)
                             for c, s in zip(d.get("relevant_clip_ids", []), d.get("saliency_scores", []))}
@@ -187,9 +188,9 @@ def load_dataset(dataset: str, annotations: str | os.PathLike[str], **kwargs: An
     name = dataset.lower().replace("-", "").replace("_", "")
     name = {"charadessta": "charades", "anet": "activitynet", "qvhighlight": "qvhighlights"}.get(name, name)
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}")
+        raise InvalidInputError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}")
     if not Path(annotations).exists():
-        raise FileNotFoundError(f"annotation file not found: {annotations}")
+        raise MissingFileError(f"annotation file not found: {annotations}")
     if name == "charades" and str(annotations).endswith(".txt"):
         return load_charades_sta(annotations, **kwargs)
     return DATASETS[name](annotations, **{k: v for k, v in kwargs.items() if k == "strict"})

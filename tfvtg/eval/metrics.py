@@ -13,9 +13,12 @@
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
+
+from tfvtg.errors import InvalidInputError
 
 __all__ = ["temporal_iou", "grounding_metrics", "qvhighlights_metrics", "average_precision_detection",
            "saliency_ap"]
@@ -168,7 +171,7 @@ def qvhighlights_metrics(submission: Sequence[Mapping[str, Any]], ground_truth: 
     gt_by_qid = {d["qid"]: d for d in ground_truth}
     sub = [d for d in submission if d["qid"] in gt_by_qid]
     if not sub:
-        raise ValueError("no submitted query has ground truth")
+        raise InvalidInputError("no submitted query has ground truth")
     thresholds = [float(f"{x:.2f}") for x in np.linspace(0.5, 0.95, 10)]
     aps = np.array([average_precision_detection(gt_by_qid[d["qid"]]["relevant_windows"],
                                                 list(d["pred_relevant_windows"][:max_pred_windows]), thresholds)

@@ -13,8 +13,11 @@ sub-events in temporal order.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
+
+from .errors import InvalidInputError
 
 __all__ = ["Decomposition", "RELATIONSHIPS"]
 
@@ -30,14 +33,14 @@ _RELATION_ALIASES = {
 
 def _clean_descriptions(value: Any, where: str) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, Sequence):
-        raise ValueError(f"{where} must be a list of strings, got {type(value).__name__}")
+        raise InvalidInputError(f"{where} must be a list of strings, got {type(value).__name__}")
     out = []
     for i, text in enumerate(value):
         if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"{where}[{i}] must be a non-empty string, got {text!r}")
+            raise InvalidInputError(f"{where}[{i}] must be a non-empty string, got {text!r}")
         out.append(text)
     if not out:
-        raise ValueError(f"{where} is empty: each entry needs at least one description")
+        raise InvalidInputError(f"{where} is empty: each entry needs at least one description")
     return tuple(out)
 
 
@@ -66,7 +69,7 @@ class Decomposition:
     def __post_init__(self) -> None:
         rel = _RELATION_ALIASES.get(str(self.relationship).strip().lower())
         if rel is None:
-            raise ValueError(
+            raise InvalidInputError(
                 f"unknown relationship {self.relationship!r}; expected one of {list(RELATIONSHIPS)}"
             )
         object.__setattr__(self, "relationship", rel)
@@ -79,14 +82,14 @@ class Decomposition:
         object.__setattr__(self, "sub_events", events)
 
     @classmethod
-    def single(cls, query: str, *, fallback: bool = False) -> "Decomposition":
+    def single(cls, query: str, *, fallback: bool = False) -> Decomposition:
         """The query as its own single sub-event (what a failed LLM call falls back to)."""
         if not isinstance(query, str) or not query.strip():
-            raise ValueError("query must be a non-empty string")
+            raise InvalidInputError("query must be a non-empty string")
         return cls("single-query", (query,), (), "", fallback)
 
     @classmethod
-    def from_tfvtg(cls, data: Mapping[str, Any]) -> "Decomposition":
+    def from_tfvtg(cls, data: Mapping[str, Any]) -> Decomposition:
         """Parse one response in TFVTG's published LLM-output format.
 
         Raises ValueError naming the missing or malformed field.
@@ -94,20 +97,20 @@ class Decomposition:
         if isinstance(data, Decomposition):
             return data
         if not isinstance(data, Mapping):
-            raise ValueError(f"a decomposition must be a dict in TFVTG's format, got {type(data).__name__}")
+            raise InvalidInputError(f"a decomposition must be a dict in TFVTG's format, got {type(data).__name__}")
         if "relationship" not in data:
-            raise ValueError("decomposition is missing 'relationship' "
+            raise InvalidInputError("decomposition is missing 'relationship' "
                              f"(one of {list(RELATIONSHIPS)})")
         if "query_json" not in data:
-            raise ValueError("decomposition is missing 'query_json' (a list of {'descriptions': [...]} "
+            raise InvalidInputError("decomposition is missing 'query_json' (a list of {'descriptions': [...]} "
                              "entries: the whole query first, then the sub-events in order)")
         entries = data["query_json"]
         if isinstance(entries, (str, bytes)) or not isinstance(entries, Sequence) or not entries:
-            raise ValueError("decomposition 'query_json' must be a non-empty list")
+            raise InvalidInputError("decomposition 'query_json' must be a non-empty list")
         descs = []
         for i, entry in enumerate(entries):
             if not isinstance(entry, Mapping) or "descriptions" not in entry:
-                raise ValueError(f"decomposition query_json[{i}] has no 'descriptions' list")
+                raise InvalidInputError(f"decomposition query_json[{i}] has no 'descriptions' list")
             descs.append(_clean_descriptions(entry["descriptions"], f"query_json[{i}].descriptions"))
         return cls(
             relationship=data["relationship"],

@@ -12,7 +12,8 @@ seconds. Two operations, both from the published method:
 from __future__ import annotations
 
 import itertools
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,7 @@ def _pairwise_iou(spans: np.ndarray) -> np.ndarray:
         return inter.clip(min=0) / union
 
 
-def vote(candidates: np.ndarray, gamma: float = 0.6) -> np.ndarray:
+def vote(candidates: np.ndarray, gamma: float = 0.6, return_scores: bool = False) -> Any:
     """Candidates re-ordered by IoU-weighted voting, best first.
 
     Args:
@@ -37,17 +38,18 @@ def vote(candidates: np.ndarray, gamma: float = 0.6) -> np.ndarray:
 
     Returns:
         The same rows, reordered (rows whose vote is NaN go last; ties keep
-        their input order).
+        their input order); with ``return_scores``, also the (n,) vote sums
+        in that order.
     """
     candidates = np.asarray(candidates, dtype=np.float64).reshape(-1, 3)
     if len(candidates) == 0:
-        return candidates
+        return (candidates, np.zeros(0)) if return_scores else candidates
     weights = candidates[:, 2].clip(min=0)  # NaN confidences stay NaN
     iou = _pairwise_iou(candidates[:, :2])
     with np.errstate(invalid="ignore"):
         scores = (iou ** gamma * weights[:, None]).sum(axis=0)
     order = np.argsort(-scores, kind="stable")
-    return candidates[order]
+    return (candidates[order], scores[order]) if return_scores else candidates[order]
 
 
 def interleave(rankings: Sequence[np.ndarray], depth: int) -> np.ndarray:

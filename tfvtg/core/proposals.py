@@ -29,16 +29,24 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from .config import GroundingConfig
+from ._reference_numerics import (
+    NAN_DROP,
+    NAN_FIRST,
+    _float32_static_score,
+    _pairwise_sum_f32,
+    _running_sum_f32,
+    cancellation_rule,
+)
+from .config import DEFAULT_MASK_THRESHOLD, GroundingConfig
+from .errors import InvalidInputError
 
 __all__ = ["Proposals", "propose", "rising_runs", "static_score", "window_lengths", "cancellation_rule",
            "NAN_FIRST", "NAN_SAFE", "NAN_DROP"]
 
 # What to do with a window that holds every foreground frame (nothing outside
 # to average). Plain ints because numba takes them.
-NAN_FIRST = 0       # the reference when its float32 cancellation goes negative: NaN, ranked first
+# NAN_FIRST (0) and NAN_DROP (2): the reference's two outcomes, see _reference_numerics
 NAN_SAFE = 1        # outside mean taken as 0: a finite score (config.nan_safe)
-NAN_DROP = 2        # the reference when the cancellation is exact: 0/0, which its filter drops
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,25 @@ class Proposals:
             return self.score / best
         with np.errstate(invalid="ignore", divide="ignore"):
             return self.score / best
+
+    def normalised_scores(self) -> np.ndarray:
+        """Finite scores in (-inf, 1], 1 for the best and non-increasing with
+        rank: ``1 + (score - best) / |best|``, which is the reference's
+        ``score / best`` whenever the best score is positive. A zero best
+        divides by the spread of the scores instead; non-finite scores
+        (only in the reference's NaN rule) become the lowest."""
+        if len(self) == 0:
+            return np.zeros(0)
+        score = np.where(np.isfinite(self.score), self.score, np.nan)
+        finite = score[np.isfinite(score)]
+        if finite.size == 0:
+            return np.zeros(len(self))
+        best = finite.max()
+        scale = abs(best) if abs(best) > 1e-12 else max(float(best - finite.min()), 1.0)
+        out = 1.0 + (score - best) / scale
+        out[~np.isfinite(out)] = out[np.isfinite(out)].min() if np.isfinite(out).any() else 0.0
+        # ranks come from the NMS order; keep the scores from rising along it
+        return np.minimum.accumulate(out)
 
 
 def window_lengths(num_frames: int, config: GroundingConfig) -> tuple[int, int]:
@@ -188,23 +215,6 @@ def static_score(fg_sum: np.ndarray, fg_count: np.ndarray, k: int, length: int, 
         return inner_sum / length
     outer_sum = fg_sum[t] - inner_sum
     return inner_sum / length - outer_sum / outer_num
-
-
-@njit(cache=True)
-def _float32_static_score(masked_curve: np.ndarray, fg_count: np.ndarray, total_f32: np.float32,
-                          k: int, length: int) -> np.float32:
-    # The reference's float32 formula with a running window sum. Used only to
-    # order windows whose exact scores tie but whose float32 scores in the
-    # reference differ by rounding, so that the reference's choice among
-    # them is reproduced.
-    t = masked_curve.shape[0]
-    acc = np.float32(0.0)
-    for j in range(length):
-        acc = np.float32(acc + masked_curve[k + j])
-    inner_num = np.float32(fg_count[k + length] - fg_count[k])
-    outer_num = np.float32(np.float32(fg_count[t]) - inner_num)
-    outer_sum = np.float32(total_f32 - acc)
-    return np.float32(np.float32(acc / np.float32(length)) - np.float32(outer_sum / outer_num))
 
 
 @njit(cache=True)
@@ -351,73 +361,6 @@ def _propose(curve, threshold, stride, longest, top_k, iou_threshold, rule, pape
     return _select(masked, foreground, stride, longest, top_k, iou_threshold, rule, paper, sigma, dyn_threshold)
 
 
-def cancellation_rule(masked_curve: np.ndarray) -> int:
-    """How the reference treats windows that hold every foreground frame.
-
-    For such a window the reference computes the outside sum as
-    ``sum(all) - sum(window)`` in float32: mathematically 0, but the two sums
-    run in different orders, so the difference is 0, or a few ulps either
-    side. Slightly negative gives ``-x/0 = +inf``, which its NMS turns into
-    NaN and its sort ranks first; zero or positive gives NaN or -inf, which
-    its ``> -1e3`` filter drops. Which happens depends on the machine's
-    summation order; we model the whole-curve sum as numpy's pairwise
-    float32 sum and the window sum as a running float32 sum, which
-    reproduces the published outputs far more often than either fixed rule.
-    """
-    masked_curve = np.ascontiguousarray(masked_curve, dtype=np.float32)
-    return NAN_FIRST if _pairwise_sum_f32(masked_curve) < _running_sum_f32(masked_curve) else NAN_DROP
-
-
-@njit(cache=True)
-def _pairwise_sum_f32(a: np.ndarray) -> np.float32:
-    # numpy's float32 pairwise summation (8 interleaved accumulators over
-    # blocks of at most 128, halves recursively), written out so the
-    # compiled kernel reproduces np.sum(a, dtype=np.float32) bit for bit
-    n = a.shape[0]
-    if n < 8:
-        res = np.float32(0.0)
-        for i in range(n):
-            res = np.float32(res + a[i])
-        return res
-    if n <= 128:
-        r0 = a[0]
-        r1 = a[1]
-        r2 = a[2]
-        r3 = a[3]
-        r4 = a[4]
-        r5 = a[5]
-        r6 = a[6]
-        r7 = a[7]
-        i = 8
-        while i < n - (n % 8):
-            r0 = np.float32(r0 + a[i])
-            r1 = np.float32(r1 + a[i + 1])
-            r2 = np.float32(r2 + a[i + 2])
-            r3 = np.float32(r3 + a[i + 3])
-            r4 = np.float32(r4 + a[i + 4])
-            r5 = np.float32(r5 + a[i + 5])
-            r6 = np.float32(r6 + a[i + 6])
-            r7 = np.float32(r7 + a[i + 7])
-            i += 8
-        res = np.float32(np.float32(np.float32(r0 + r1) + np.float32(r2 + r3)) +
-                         np.float32(np.float32(r4 + r5) + np.float32(r6 + r7)))
-        while i < n:
-            res = np.float32(res + a[i])
-            i += 1
-        return res
-    half = n // 2
-    half -= half % 8
-    return np.float32(_pairwise_sum_f32(a[:half]) + _pairwise_sum_f32(a[half:]))
-
-
-@njit(cache=True)
-def _running_sum_f32(values: np.ndarray) -> np.float32:
-    acc = np.float32(0.0)
-    for v in values:
-        acc = np.float32(acc + v)
-    return acc
-
-
 def propose(curve: np.ndarray, config: GroundingConfig, *, nan_rule: int | None = None) -> Proposals:
     """Rank proposals on one similarity curve.
 
@@ -434,8 +377,9 @@ def propose(curve: np.ndarray, config: GroundingConfig, *, nan_rule: int | None 
     """
     curve = np.ascontiguousarray(curve, dtype=np.float32)
     if curve.ndim != 1 or curve.shape[0] < 2:
-        raise ValueError(f"a similarity curve must be 1-D with at least 2 frames, got shape {curve.shape}")
+        raise InvalidInputError(f"a similarity curve must be 1-D with at least 2 frames, got shape {curve.shape}")
     stride, longest = window_lengths(curve.shape[0], config)
+    threshold = DEFAULT_MASK_THRESHOLD if config.mask_threshold is None else config.mask_threshold
     if nan_rule is not None:
         rule = int(nan_rule)
     elif config.nan_safe:
@@ -443,7 +387,7 @@ def propose(curve: np.ndarray, config: GroundingConfig, *, nan_rule: int | None 
     else:
         rule = _RULE_FROM_CANCELLATION
     start, end, win, score, tied = _propose(
-        curve, np.float32(config.mask_threshold), stride, longest, config.top_k, config.nms_threshold,
+        curve, np.float32(threshold), stride, longest, config.top_k, config.nms_threshold,
         rule, config.scoring == "paper", config.gaussian_sigma, config.dynamic_threshold,
     )
     return Proposals(start=start, end=end, window_start=win, score=score, tied=tied,

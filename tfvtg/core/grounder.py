@@ -1,31 +1,37 @@
 """The grounding pipeline: features + sentence -> ranked moments in seconds."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
 from .combination import combine_sub_events, interleave, vote
-from .config import GroundingConfig
+from .config import DEFAULT_MASK_THRESHOLD, GroundingConfig
 from .decomposition import Decomposition
+from .errors import DecompositionError, EncoderMismatchError, InvalidInputError, InvalidTypeError
 from .features import VideoFeatures
 from .moments import GroundingResult, Moment
 from .proposals import Proposals, propose
 from .similarity import similarity_curves
 
-__all__ = ["Grounder", "ground", "TextEncoder", "proposal_rows"]
+__all__ = ["Grounder", "TextEncoder", "Decomposer", "proposal_rows"]
 
 
 class TextEncoder(Protocol):
-    """Anything that embeds sentences into the frame features' space."""
+    """Anything that embeds sentences into the frame features' space:
+    ``encode_text(list[str]) -> (n, D)``. Optional attributes: ``space``
+    (embedding-space id, checked against the features' ``encoder``) and
+    ``mask_threshold`` (used when the config leaves it None)."""
 
     def encode_text(self, texts: list[str]) -> Any:  # (n, D)
         ...
 
 
 class Decomposer(Protocol):
+    """Anything that splits a query into sub-events (e.g. an LLM)."""
+
     def decompose(self, query: str) -> Decomposition:
         ...
 
@@ -36,13 +42,13 @@ def _resolve_config(config: GroundingConfig | str | None) -> GroundingConfig:
     if isinstance(config, str):
         return GroundingConfig.preset(config)
     if not isinstance(config, GroundingConfig):
-        raise TypeError(f"config must be a GroundingConfig or a preset name, got {type(config).__name__}")
+        raise InvalidTypeError(f"config must be a GroundingConfig or a preset name, got {type(config).__name__}")
     return config
 
 
 def _check_query(query: Any) -> str:
     if not isinstance(query, str) or not query.strip():
-        raise ValueError(f"the query must be a non-empty sentence, got {query!r}")
+        raise InvalidInputError(f"the query must be a non-empty sentence, got {query!r}")
     return query
 
 
@@ -62,9 +68,14 @@ class Grounder:
     def __init__(self, text_encoder: TextEncoder, config: GroundingConfig | str | None = None,
                  decomposer: Decomposer | None = None):
         if not callable(getattr(text_encoder, "encode_text", None)):
-            raise TypeError("text_encoder needs an encode_text(list[str]) -> (n, D) method")
+            raise InvalidTypeError("text_encoder needs an encode_text(list[str]) -> (n, D) method")
         self.text_encoder = text_encoder
-        self.config = _resolve_config(config)
+        config = _resolve_config(config)
+        if config.mask_threshold is None:
+            # a similarity-scale constant: the encoder's, not the preset's
+            threshold = getattr(text_encoder, "mask_threshold", DEFAULT_MASK_THRESHOLD)
+            config = config.replace(mask_threshold=float(threshold))
+        self.config = config
         self.decomposer = decomposer
 
     # -- public -----------------------------------------------------------
@@ -82,10 +93,10 @@ class Grounder:
         Returns:
             A :class:`GroundingResult` with moments in seconds, best first.
         """
-        _check_features(features)
+        self._check_features(features)
         query = _check_query(query)
         if decomposition is None and self.decomposer is not None:
-            decomposition = self.decomposer.decompose(query)
+            decomposition = self._decompose(query)
         if decomposition is None:
             return self._ground_vlm(features, [query])[0]
         if not isinstance(decomposition, Decomposition):
@@ -100,29 +111,56 @@ class Grounder:
         Text is encoded in one batch and the frame tokens are reused, so this
         is much faster than calling :meth:`ground` in a loop.
         """
-        _check_features(features)
+        self._check_features(features)
+        if isinstance(queries, str):
+            raise InvalidTypeError(
+                "ground_many takes a list of sentences; for one sentence use ground(features, query)")
         queries = [_check_query(q) for q in queries]
+        if not queries:
+            raise InvalidInputError("ground_many got no queries; pass at least one sentence")
         if decompositions is None and self.decomposer is None:
             return self._ground_vlm(features, queries)
         if decompositions is None:
             decompositions = [None] * len(queries)
         if len(decompositions) != len(queries):
-            raise ValueError(f"got {len(decompositions)} decompositions for {len(queries)} queries")
+            raise InvalidInputError(f"got {len(decompositions)} decompositions for {len(queries)} queries")
         return [self.ground(features, q, d) for q, d in zip(queries, decompositions)]
 
     # -- internals --------------------------------------------------------
+    def _decompose(self, query: str) -> Decomposition:
+        assert self.decomposer is not None
+        try:
+            return self.decomposer.decompose(query)
+        except DecompositionError as exc:
+            # an unreachable or refusing LLM degrades like a malformed answer:
+            # the query stands alone, and the result says so
+            warnings.warn(f"the LLM could not decompose the query ({exc}); grounding with the query alone",
+                          RuntimeWarning, stacklevel=4)
+            return Decomposition.single(query, fallback=True)
+
+    def _check_features(self, features: Any) -> None:
+        if not isinstance(features, VideoFeatures):
+            raise InvalidTypeError(
+                f"features must be a VideoFeatures, got {type(features).__name__}; "
+                "wrap an array with VideoFeatures(array, duration=seconds)")
+        space = getattr(self.text_encoder, "space", None)
+        if features.encoder and isinstance(space, str) and space != features.encoder:
+            raise EncoderMismatchError(
+                f"the features were made by encoder {features.encoder!r} but the text encoder is {space!r}: "
+                "similarities across embedding spaces mean nothing; use the encoder that made the features")
+
     def _curves(self, features: VideoFeatures, texts: list[str]) -> np.ndarray:
         embeddings = self.text_encoder.encode_text(list(texts))
         curves = similarity_curves(features, embeddings)
         if curves.shape[0] != len(texts):
-            raise ValueError(f"the text encoder returned {curves.shape[0]} embeddings for {len(texts)} texts")
+            raise InvalidInputError(f"the text encoder returned {curves.shape[0]} embeddings for {len(texts)} texts")
         return curves
 
     def _ground_vlm(self, features: VideoFeatures, queries: list[str]) -> list[GroundingResult]:
         curves = self._curves(features, queries)
         results = []
         for query, curve in zip(queries, curves):
-            rows = proposal_rows(propose(curve, self.config), features.duration, self.config.nan_safe)
+            rows = proposal_rows(propose(curve, self.config), features, self.config)
             results.append(GroundingResult(query=query, moments=_moments(rows), duration=features.duration,
                                            curve=curve, config=self.config))
         return results
@@ -135,7 +173,7 @@ class Grounder:
         all_texts = query_texts + [t for ev in event_texts for t in ev]
         unique = list(dict.fromkeys(all_texts))
         curves = self._curves(features, unique)
-        rows_of = {text: proposal_rows(propose(curve, cfg), features.duration, cfg.nan_safe)
+        rows_of = {text: proposal_rows(propose(curve, cfg), features, cfg)
                    for text, curve in zip(unique, curves)}
 
         depth = cfg.description_candidates
@@ -148,7 +186,11 @@ class Grounder:
         integrated = combine_sub_events(sub_candidates, dec.relationship, integration=cfg.integration,
                                         gamma=cfg.vote_gamma, keep=cfg.integrated_candidates)
         query_rows = interleave([rows_of[t] for t in query_texts], depth)[: cfg.query_candidates]
-        final = vote(np.concatenate([query_rows, integrated]), cfg.vote_gamma)
+        final, support = vote(np.concatenate([query_rows, integrated]), cfg.vote_gamma, return_scores=True)
+        if cfg.scores == "normalised":
+            final = final.copy()
+            best = support[0] if len(support) else 0.0
+            final[:, 2] = support / best if best > 0 else 0.0
         return GroundingResult(
             query=query,
             moments=_moments(final),
@@ -161,73 +203,24 @@ class Grounder:
         )
 
 
-def proposal_rows(proposals: Proposals, duration: float, nan_safe: bool = False) -> np.ndarray:
-    """(k, 3) ``[start, end, confidence]`` rows in seconds for one curve's
-    proposals (frame f maps to ``f / T * duration`` seconds).
+def proposal_rows(proposals: Proposals, features: VideoFeatures, config: GroundingConfig) -> np.ndarray:
+    """(k, 3) ``[start, end, score]`` rows in seconds for one curve's proposals.
 
-    With no proposal at all (no frame above the mask threshold), the
-    reference answers three empty spans at 0 s with confidence 1; the
-    nan-safe mode answers the whole video with confidence 0 instead.
+    With no proposal at all (no frame above the mask threshold) the answer
+    is ``config.no_proposal``'s: "reference" gives three empty spans at 0 s
+    with score 1 (the published code), "whole-video" the whole video with
+    score 0. Scores follow ``config.scores`` (see :class:`GroundingConfig`).
     """
     if len(proposals) == 0:
-        if nan_safe:
-            return np.array([[0.0, duration, 0.0]])
+        if config.no_proposal == "whole-video":
+            return np.array([[0.0, features.duration, 0.0]])
         return np.array([[0.0, 0.0, 1.0]] * 3)
-    t = proposals.num_frames
     rows = np.empty((len(proposals), 3))
-    rows[:, 0] = proposals.start * (duration / t)
-    rows[:, 1] = proposals.end * (duration / t)
-    rows[:, 2] = proposals.confidence()
+    rows[:, 0] = features.frames_to_seconds(proposals.start)
+    rows[:, 1] = features.frames_to_seconds(proposals.end)
+    rows[:, 2] = proposals.confidence() if config.scores == "reference" else proposals.normalised_scores()
     return rows
 
 
 def _moments(rows: np.ndarray) -> list[Moment]:
     return [Moment._make(r) for r in rows.tolist()]
-
-
-def _check_features(features: Any) -> None:
-    if not isinstance(features, VideoFeatures):
-        raise TypeError(
-            f"features must be a VideoFeatures, got {type(features).__name__}; "
-            "wrap an array with VideoFeatures(array, duration=seconds)"
-        )
-
-
-def ground(video: VideoFeatures | str | os.PathLike[str], query: str, *,
-           text_encoder: TextEncoder | None = None,
-           config: GroundingConfig | str | None = None,
-           decomposition: Decomposition | Mapping[str, Any] | None = None,
-           decomposer: Decomposer | None = None,
-           fps: float = 3.0) -> GroundingResult:
-    """One call from a video (file path or :class:`VideoFeatures`) and a
-    sentence to ranked moments in seconds.
-
-    A video path is decoded and encoded with the default BLIP-2 encoder
-    (cached on disk, keyed by the file's content, the model and ``fps``);
-    ``text_encoder`` defaults to that same encoder. ``config`` is a
-    :class:`GroundingConfig` or a preset name (default "default"). Without a
-    decomposition or decomposer, an LLM configured through the environment
-    (OPENAI_API_KEY or TFVTG_LLM_BASE_URL) decomposes the query; with none,
-    grounding is VLM-only.
-    """
-    if isinstance(video, (str, os.PathLike)):
-        from .encoder import default_encoder, features_for_video
-
-        encoder = default_encoder() if text_encoder is None else text_encoder
-        features = features_for_video(Path(video), encoder=encoder, fps=fps)
-        text_encoder = encoder
-    elif isinstance(video, VideoFeatures):
-        features = video
-        if text_encoder is None:
-            from .encoder import default_encoder
-
-            text_encoder = default_encoder()
-    else:
-        raise TypeError(
-            f"video must be a path to a video file or a VideoFeatures, got {type(video).__name__}"
-        )
-    if decomposition is None and decomposer is None:
-        from .llm import default_decomposer
-
-        decomposer = default_decomposer()  # None, with a one-line notice, when no LLM is configured
-    return Grounder(text_encoder, config, decomposer).ground(features, query, decomposition)

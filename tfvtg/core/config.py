@@ -1,0 +1,180 @@
+"""Grounding configuration: one frozen dataclass with named presets.
+
+Every length here is in *frames* of the feature sequence (3 fps for the
+published features), not seconds.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, fields, replace
+from typing import Literal
+
+import numpy as np
+
+from .errors import ConfigError
+
+__all__ = ["GroundingConfig", "PRESETS", "DEFAULT_MASK_THRESHOLD"]
+
+# TFVTG's mask for BLIP-2's ITC similarities: the value when neither the
+# config nor the text encoder names one
+DEFAULT_MASK_THRESHOLD = 0.2
+
+
+@dataclass(frozen=True)
+class GroundingConfig:
+    """How proposals are scored, ranked and combined.
+
+    Attributes:
+        stride: shortest window and step between window lengths, in frames
+            (shrunk to ``T // 2`` on videos shorter than two strides, as the
+            reference does).
+        max_stride_factor: longest window as a fraction of the video length T.
+        mask_threshold: similarity below which a frame counts as background
+            (its score is set to 0 and it is left out of the static score).
+            None (every preset): the encoder's own constant (BLIP-2: 0.2,
+            TFVTG's value), since it depends on the model's similarity scale.
+        nms_threshold: proposals overlapping a better one by more than this
+            temporal IoU are suppressed.
+        top_k: proposals kept per description after NMS.
+        dynamic_threshold: the 3-tap rising test on smoothed first differences
+            (a transition frame needs one of 3f, 2f+f', f+f'+f'' above this).
+        gaussian_sigma: sigma, in frames, of the smoothing kernel applied to
+            the similarity curve before differencing.
+        vote_gamma: exponent on IoU in the IoU-weighted vote that re-ranks
+            candidate spans.
+        description_candidates: best proposals taken from each description's
+            ranking when several descriptions vote (the reference takes 3).
+        sub_event_top_k: k, candidates kept per sub-event after voting
+            (k**m combinations for m sub-events).
+        query_candidates: candidates of the whole query that enter the final vote.
+        integrated_candidates: integrated sub-event spans that enter the final vote.
+        nan_safe: the numeric rule only: give a window with no foreground
+            frame outside it a finite static score (outside mean 0) instead
+            of the reference's NaN, which the reference ranks first.
+        no_proposal: the answer when no frame is above the mask threshold:
+            "reference" (three empty spans at 0 s, score 1, as the published
+            code) or "whole-video" (the whole video, score 0).
+        scores: the moments' scores: "reference" is the published
+            confidence (score / best: NaN under the reference's NaN rule,
+            and rising with rank when the best score is negative);
+            "normalised" is finite, 1 for the best and non-increasing with
+            rank (equal to the reference's when the best score is positive;
+            with a decomposition, the IoU vote relative to the best).
+        integration: "reference" takes the union of the chosen sub-event
+            spans for every relation (the published code); "paper" takes the
+            intersection for simultaneous sub-events and the union for
+            sequential ones (the paper's text).
+        scoring: "reference" scores windows whose length is a stride multiple
+            by their static score (the published code); "paper" scores every
+            window [k, j) from the shortest to the longest length by its
+            static score plus the dynamic score of its rising transition.
+    """
+
+    stride: int = 20
+    max_stride_factor: float = 0.5
+    mask_threshold: float | None = None
+    nms_threshold: float = 0.3
+    top_k: int = 10
+    dynamic_threshold: float = 0.0005
+    gaussian_sigma: float = 1.0
+    vote_gamma: float = 0.6
+    description_candidates: int = 3
+    sub_event_top_k: int = 3
+    query_candidates: int = 7
+    integrated_candidates: int = 2
+    nan_safe: bool = False
+    no_proposal: Literal["reference", "whole-video"] = "reference"
+    scores: Literal["reference", "normalised"] = "reference"
+    integration: Literal["reference", "paper"] = "reference"
+    scoring: Literal["reference", "paper"] = "reference"
+
+    def __post_init__(self) -> None:
+        for name in ("stride", "top_k", "description_candidates", "sub_event_top_k", "query_candidates"):
+            self._set(name, _whole(name, getattr(self, name), minimum=1, unit=" frames" if name == "stride" else ""))
+        self._set("integrated_candidates", _whole("integrated_candidates", self.integrated_candidates, minimum=0))
+        self._set("max_stride_factor", _real("max_stride_factor", self.max_stride_factor, 0.0, 1.0, low_open=True,
+                                             what="the longest window as a fraction of the video"))
+        if self.mask_threshold is not None:
+            self._set("mask_threshold", _real("mask_threshold", self.mask_threshold, -1.0, 1.0,
+                                              what="a cosine similarity (None: the encoder's own)"))
+        self._set("nms_threshold", _real("nms_threshold", self.nms_threshold, 0.0, 1.0, what="a temporal IoU"))
+        self._set("dynamic_threshold", _real("dynamic_threshold", self.dynamic_threshold, -1.0, 1.0,
+                                             what="a change of similarity per frame"))
+        self._set("gaussian_sigma", _real("gaussian_sigma", self.gaussian_sigma, 0.0, 1e6, low_open=True,
+                                          what="in frames"))
+        self._set("vote_gamma", _real("vote_gamma", self.vote_gamma, 0.0, 100.0, what="an exponent on IoU"))
+        if not isinstance(self.nan_safe, (bool, np.bool_)):
+            raise ConfigError(f"nan_safe must be True or False, got {self.nan_safe!r}")
+        self._set("nan_safe", bool(self.nan_safe))
+        for name, allowed in _CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {getattr(self, name)!r}")
+
+    def _set(self, name: str, value: object) -> None:
+        object.__setattr__(self, name, value)  # normalise a field of the frozen instance
+
+    @classmethod
+    def preset(cls, name: str, **overrides: object) -> GroundingConfig:
+        """A named preset, optionally with some fields replaced.
+
+        Presets: "charades" (stride 20, longest window 0.5 T), "activitynet"
+        (stride 40, 1.0 T), "qvhighlights" (stride 50, 0.5 T) reproduce the
+        published code exactly; "default" (stride 20, 0.5 T, ``nan_safe``)
+        suits arbitrary videos sampled at 3 fps.
+        """
+        key = name.lower().replace("-", "").replace("_", "")
+        key = _ALIASES.get(key, key)
+        if key not in PRESETS:
+            raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        base = PRESETS[key]
+        if overrides:
+            known = {f.name for f in fields(cls)}
+            unknown = sorted(set(overrides) - known)
+            if unknown:
+                raise ConfigError(f"unknown GroundingConfig field(s) {unknown}; known: {sorted(known)}")
+            base = replace(base, **overrides)  # type: ignore[arg-type]
+        return base
+
+    def replace(self, **changes: object) -> GroundingConfig:
+        """A copy with some fields changed (the dataclass is frozen)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "no_proposal": ("reference", "whole-video"),
+    "scores": ("reference", "normalised"),
+    "integration": ("reference", "paper"),
+    "scoring": ("reference", "paper"),
+}
+
+
+def _whole(name: str, value: object, minimum: int, unit: str = "") -> int:
+    # numpy integers are whole numbers too; bools are not
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise ConfigError(f"{name} must be a whole number{unit} >= {minimum}, got {value!r}")
+    if int(value) < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}{unit}, got {value!r}")
+    return int(value)
+
+
+def _real(name: str, value: object, low: float, high: float, *, low_open: bool = False, what: str = "") -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ConfigError(f"{name} must be a number ({what}), got {value!r}")
+    x = float(value)
+    if not math.isfinite(x) or x > high or x < low or (low_open and x == low):
+        bound = f"({low:g}, {high:g}]" if low_open else f"[{low:g}, {high:g}]"
+        raise ConfigError(f"{name} must be a finite number in {bound} ({what}), got {value!r}")
+    return x
+
+
+PRESETS: dict[str, GroundingConfig] = {
+    "charades": GroundingConfig(stride=20, max_stride_factor=0.5),
+    "activitynet": GroundingConfig(stride=40, max_stride_factor=1.0),
+    "qvhighlights": GroundingConfig(stride=50, max_stride_factor=0.5),
+    "default": GroundingConfig(stride=20, max_stride_factor=0.5, nan_safe=True, no_proposal="whole-video",
+                               scores="normalised"),
+}
+
+_ALIASES = {"charadessta": "charades", "anet": "activitynet", "activitynetcaptions": "activitynet",
+            "qvhighlight": "qvhighlights", "qvh": "qvhighlights"}
