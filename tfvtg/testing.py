@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from .errors import TfvtgError
 
 __all__ = ["make_video", "build_tiny_blip2"]
 
@@ -37,6 +40,23 @@ def make_video(path: str | os.PathLike[str], n_frames: int = 30, fps: int = 10, 
     return str(path)
 
 
+def _word_tokenizer(cls: Any, vocab: Path) -> Any:
+    """A word-level BERT tokenizer over ``vocab``. transformers 5 takes the
+    vocabulary as ``vocab=`` and silently ignores 4.x's ``vocab_file=``
+    (every word then becomes [UNK]); try both and keep the one that knows
+    the words."""
+    words = vocab.read_text().split()
+    probe = words[-1]
+    for kwargs in ({"vocab": {w: i for i, w in enumerate(words)}}, {"vocab_file": str(vocab)}):
+        try:
+            tokenizer = cls(do_lower_case=True, **kwargs)
+        except TypeError:
+            continue
+        if tokenizer.convert_tokens_to_ids(probe) == len(words) - 1:
+            return tokenizer
+    raise TfvtgError("cannot build a word-level BERT tokenizer with this transformers version")
+
+
 def build_tiny_blip2(directory: str | os.PathLike[str], seed: int = 0) -> str:
     """Save a tiny random ``Blip2ForImageTextRetrieval`` (8 query tokens of
     16 dims, 32x32 images) with a word-level BERT tokenizer and an image
@@ -48,7 +68,7 @@ def build_tiny_blip2(directory: str | os.PathLike[str], seed: int = 0) -> str:
     d.mkdir(parents=True, exist_ok=True)
     vocab = d / "vocab.txt"
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ","] + list(_WORDS)) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    tokenizer = _word_tokenizer(BertTokenizerFast, vocab)
     config = Blip2Config(
         vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
                            image_size=32, patch_size=8),
@@ -59,7 +79,18 @@ def build_tiny_blip2(directory: str | os.PathLike[str], seed: int = 0) -> str:
         image_text_hidden_size=16,
     )
     torch.manual_seed(seed)
-    Blip2ForImageTextRetrieval(config).eval().save_pretrained(d)
+    model = Blip2ForImageTextRetrieval(config).eval()
+    with torch.no_grad():
+        # With the usual 0.02 initialisation every sentence embeds almost
+        # identically (cosine > 0.9999) and no test could notice texts being
+        # mixed up: large word embeddings and attention weights make the CLS
+        # output depend on the words (cosine well below 0.95 between sentences).
+        model.embeddings.word_embeddings.weight.normal_(0.0, 1.0)
+        for layer in model.qformer.encoder.layer:
+            for proj in (layer.attention.attention.query, layer.attention.attention.key,
+                         layer.attention.attention.value, layer.attention.output.dense):
+                proj.weight.normal_(0.0, 0.3)
+    model.save_pretrained(d)
     tokenizer.save_pretrained(d)
     BlipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(d)
     return str(d)

@@ -1,12 +1,12 @@
 """The grounding pipeline: features + sentence -> ranked moments in seconds."""
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
+from ._warnings import warn_user
 from .combination import combine_sub_events, interleave, vote
 from .config import DEFAULT_MASK_THRESHOLD, GroundingConfig
 from .decomposition import Decomposition
@@ -134,8 +134,7 @@ class Grounder:
         except DecompositionError as exc:
             # an unreachable or refusing LLM degrades like a malformed answer:
             # the query stands alone, and the result says so
-            warnings.warn(f"the LLM could not decompose the query ({exc}); grounding with the query alone",
-                          RuntimeWarning, stacklevel=4)
+            warn_user(f"the LLM could not decompose the query ({exc}); grounding with the query alone")
             return Decomposition.single(query, fallback=True)
 
     def _check_features(self, features: Any) -> None:

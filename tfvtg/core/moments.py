@@ -40,8 +40,12 @@ class Moment(NamedTuple):
         union = max(self.end, e) - min(self.start, s)
         return max(inter, 0.0) / union if union > 0 else 0.0
 
-    def to_dict(self) -> dict[str, float]:
-        return {"start": self.start, "end": self.end, "score": self.score}
+    def to_dict(self) -> dict[str, float | None]:
+        """``{"start", "end", "score"}`` in seconds; a NaN score (the
+        reference presets keep the published code's NaN) becomes None, so
+        the dict dumps as strict JSON."""
+        score = self.score if math.isfinite(self.score) else None
+        return {"start": self.start, "end": self.end, "score": score}
 
 
 @dataclass

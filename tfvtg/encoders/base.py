@@ -62,3 +62,21 @@ def pick_device(device: str | None = None) -> str:
     if mps is not None and mps.is_available():
         return "mps"
     return "cpu"
+
+
+def hub_unreachable_reason(timeout: float = 5.0) -> str | None:
+    """Why the model hub cannot be reached (one request, ``timeout``
+    seconds), or None when it answers. Offline mode (HF_HUB_OFFLINE) counts
+    as unreachable. Used to fail in seconds instead of after a minute of
+    download retries."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or \
+            os.environ.get("TRANSFORMERS_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return "HF_HUB_OFFLINE is set"
+    try:
+        from huggingface_hub import constants
+        from huggingface_hub.utils import get_session
+
+        get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 - any failure of the probe means "not reachable"
+        return f"{constants.ENDPOINT if 'constants' in dir() else 'the hub'} unreachable: {type(exc).__name__}: {exc}"
+    return None

@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from .._extras import require
 from ..core.features import VideoFeatures
-from ..errors import InvalidInputError, ModelUnavailableError
-from .base import pick_device
+from ..errors import IncompatibleModelError, InvalidInputError, ModelUnavailableError
+from .base import hub_unreachable_reason, pick_device
 
 __all__ = ["Blip2Encoder", "DEFAULT_MODEL", "BLIP2_COCO_SPACE"]
 
@@ -30,12 +31,44 @@ BLIP2_COCO_SPACE = "blip2-coco"
 
 
 
-def _offline_help(model: str, exc: BaseException) -> ModelUnavailableError:
+# weights that only the image-text retrieval checkpoint trains
+_ITC_HEADS = frozenset({"text_projection", "vision_projection"})
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    """True when the hub cache holds this repository's config.json."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # noqa: BLE001 - an invalid repo id is simply not cached
+        return False
+
+
+def _check_local_checkpoint(directory: Path) -> None:
+    """Refuse, before loading anything, a directory that holds another model type."""
+    import json
+
+    try:
+        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelUnavailableError(
+            f"{directory} has no config.json: pass the directory of a local copy of {DEFAULT_MODEL} "
+            "(config.json, weights, tokenizer and preprocessor files)") from None
+    except (OSError, ValueError) as exc:
+        raise ModelUnavailableError(f"cannot read {directory / 'config.json'}: {exc}") from exc
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if model_type not in ("blip-2", "blip_2"):
+        raise IncompatibleModelError(
+            f"{directory} holds a {model_type!r} model, not BLIP-2: pass a local copy of {DEFAULT_MODEL}")
+
+
+def _offline_help(model: str, why_detail: str) -> ModelUnavailableError:
     offline = os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True") or \
         os.environ.get("TRANSFORMERS_OFFLINE") in ("1", "true", "True")
     why = "HF_HUB_OFFLINE is set" if offline else "the model hub could not be reached or has no such model"
     return ModelUnavailableError(
-        f"cannot load BLIP-2 model {model!r}: {why} ({type(exc).__name__}: {exc}). "
+        f"cannot load BLIP-2 model {model!r}: {why} ({why_detail}). "
         f"Download it on a machine with network access (e.g. `hf download {DEFAULT_MODEL} "
         f"--local-dir /path/blip2`), copy it here and pass Blip2Encoder(model='/path/blip2') "
         f"or set TFVTG_BLIP2_MODEL=/path/blip2."
@@ -100,38 +133,61 @@ class Blip2Encoder:
     def _load(self) -> tuple[Any, Any, Any]:
         if self._loaded is not None:
             return self._loaded
-        from transformers import AutoImageProcessor, AutoTokenizer, Blip2ForImageTextRetrieval
+        require("torch")
+        transformers = require("transformers")
+        classes = (transformers.AutoTokenizer, transformers.AutoImageProcessor,
+                   transformers.Blip2ForImageTextRetrieval)
 
         name = self.model_name
         local = Path(name).expanduser()
         if local.exists():
             name = str(local)
+            _check_local_checkpoint(local)
         elif name.startswith((".", "/", "~")):
             raise ModelUnavailableError(
                 f"BLIP-2 model directory not found: {local}; pass the directory of a local copy of "
                 f"{DEFAULT_MODEL} (config.json, weights, tokenizer and preprocessor files)")
-        try:
+        parts = None
+        if local.exists() or _in_hub_cache(name):
             # the cache first: no network round trip when the weights are here
-            parts = self._from_pretrained(AutoTokenizer, AutoImageProcessor, Blip2ForImageTextRetrieval,
-                                          name, local_files_only=True)
-        except OSError:
-            if local.exists():
-                raise
             try:
-                parts = self._from_pretrained(AutoTokenizer, AutoImageProcessor, Blip2ForImageTextRetrieval,
-                                              name, local_files_only=False)
+                parts = self._from_pretrained(*classes, name, local_files_only=True)
+            except OSError as exc:
+                if local.exists():
+                    raise ModelUnavailableError(
+                        f"cannot load the BLIP-2 checkpoint in {local}: {exc}. It needs config.json, the weights, "
+                        "the tokenizer and the preprocessor files (save_pretrained of all three)") from exc
+        if parts is None:
+            # without this probe an unreachable hub costs about a minute of
+            # retries before transformers gives up
+            unreachable = hub_unreachable_reason()
+            if unreachable is not None:
+                raise _offline_help(self.model_name, unreachable) from None
+            try:
+                parts = self._from_pretrained(*classes, name, local_files_only=False)
             except (OSError, ValueError) as exc:
-                raise _offline_help(self.model_name, exc) from exc
+                raise _offline_help(self.model_name, f"{type(exc).__name__}: {exc}") from exc
         tokenizer, processor, model = parts
         model.eval().to(self.device)
         self._loaded = (tokenizer, processor, model)
         return self._loaded
 
-    @staticmethod
-    def _from_pretrained(tok_cls, proc_cls, model_cls, name: str, local_files_only: bool):
+    def _from_pretrained(self, tok_cls: Any, proc_cls: Any, model_cls: Any, name: str,
+                         local_files_only: bool) -> tuple[Any, Any, Any]:
         tokenizer = tok_cls.from_pretrained(name, local_files_only=local_files_only)
         processor = proc_cls.from_pretrained(name, local_files_only=local_files_only)
-        model = model_cls.from_pretrained(name, local_files_only=local_files_only, dtype="float32")
+        model, info = model_cls.from_pretrained(name, local_files_only=local_files_only, dtype="float32",
+                                                output_loading_info=True)
+        # a checkpoint without the contrastive heads (e.g. a generation model
+        # such as blip2-opt-2.7b) would load with random projections and
+        # answer from noise
+        missing = sorted({key.split(".")[0] for key in info.get("missing_keys", [])
+                          if key.split(".")[0] in _ITC_HEADS})
+        if missing:
+            raise IncompatibleModelError(
+                f"{name} has no trained {' and '.join(missing)} weights: it is not a BLIP-2 image-text "
+                f"retrieval checkpoint, and its similarities would be noise; use {DEFAULT_MODEL} "
+                "(or a local copy of it)")
         return tokenizer, processor, model
 
     def _autocast(self):
