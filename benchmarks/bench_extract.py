@@ -7,6 +7,13 @@ architecture (random weights, nothing downloaded) to measure what a GPU
 does with the actual model:
 
     python benchmarks/bench_extract.py --real --device cuda --batch-size 128 --frames 2048
+
+--compare-int8 (CPU) encodes the same frames with float32 and with
+``quantize="int8"`` and prints both speeds and how close the int8 similarity
+curves are to float32's (Pearson correlation per sentence, and how often the
+best frame is the same):
+
+    python benchmarks/bench_extract.py --real --compare-int8 --frames 6
 """
 from __future__ import annotations
 
@@ -44,7 +51,12 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--frames", type=int, default=300, help="sampled frames in the test video")
     ap.add_argument("--backend", default="auto", choices=["auto", "decord", "pyav"])
+    ap.add_argument("--quantize", default=None, choices=["int8"], help="dynamic int8 quantization (CPU)")
+    ap.add_argument("--compare-int8", action="store_true", help="float32 vs int8 on the same frames (CPU)")
     args = ap.parse_args()
+    if args.compare_int8:
+        compare_int8(args)
+        return
 
     from tfvtg import Blip2Encoder
     from tfvtg.testing import build_tiny_blip2, make_video
@@ -54,7 +66,7 @@ def main() -> None:
     # 10 fps source sampled at 3 fps: frames/3*10 source frames
     video = make_video(work / "v.mp4", n_frames=int(args.frames / 3 * 10), fps=10, size=(640, 360))
     model_dir = real_vitg_dir(work / "vitg") if args.real else build_tiny_blip2(work / "tiny")
-    enc = Blip2Encoder(model_dir, device=args.device, batch_size=args.batch_size)
+    enc = Blip2Encoder(model_dir, device=args.device, batch_size=args.batch_size, quantize=args.quantize)
 
     t0 = time.perf_counter()
     info, idx, batches = iter_frame_batches(video, fps=3.0, batch_size=enc.batch_size, backend=args.backend)
@@ -77,9 +89,45 @@ def main() -> None:
     t_total = time.perf_counter() - t0
     print(f"model: {'ViT-g (random weights)' if args.real else 'tiny BLIP-2'}, device {enc.device}, "
           f"batch {enc.batch_size}, decoder {info.backend}, {n} frames of 640x360")
-    print(f"decode: {n / t_decode:8.1f} frames/s")
-    print(f"encode: {n / t_encode:8.1f} frames/s (preprocessing included)")
-    print(f"encode_video end to end: {n / t_total:8.1f} frames/s")
+    print(f"decode: {n / t_decode:10.4g} frames/s")
+    print(f"encode: {n / t_encode:10.4g} frames/s = {t_encode / n:.4g} s/frame (preprocessing included)")
+    print(f"encode_video end to end: {n / t_total:10.4g} frames/s")
+
+
+def compare_int8(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from tfvtg import Blip2Encoder
+    from tfvtg.testing import build_tiny_blip2
+
+    work = Path(tempfile.mkdtemp(prefix="tfvtg-bench-"))
+    model_dir = real_vitg_dir(work / "vitg") if args.real else build_tiny_blip2(work / "tiny")
+    rng = np.random.default_rng(0)
+    # smooth random images (random weights see noise and structure alike)
+    frames = rng.integers(0, 256, size=(args.frames, 36, 64, 3)).astype(np.uint8).repeat(10, 1).repeat(10, 2)
+    texts = ["a person opens the door", "a dog jumps", "man drinks water", "woman eats food",
+             "a person turns the light on", "someone sits on a chair"]
+    results = {}
+    for mode in (None, "int8"):
+        enc = Blip2Encoder(model_dir, device="cpu", batch_size=args.batch_size or len(frames), quantize=mode)
+        enc.encode_frames(frames[:1])  # load + warm-up
+        t0 = time.perf_counter()
+        tokens = enc.encode_frames(frames)
+        elapsed = time.perf_counter() - t0
+        text = enc.encode_text(texts)
+        tokens /= np.linalg.norm(tokens, axis=-1, keepdims=True)
+        text /= np.linalg.norm(text, axis=-1, keepdims=True)
+        curves = np.einsum("tqd,nd->ntq", tokens, text).max(axis=2)  # (texts, frames)
+        results[mode] = (elapsed / len(frames), curves)
+        print(f"{'float32' if mode is None else mode:>8}: {elapsed / len(frames):.4g} s/frame "
+              f"({len(frames) / elapsed:.4g} frames/s), {len(frames)} frames, "
+              f"{'ViT-g (random weights)' if args.real else 'tiny BLIP-2'}")
+    (t32, c32), (t8, c8) = results[None], results["int8"]
+    corr = [float(np.corrcoef(a, b)[0, 1]) for a, b in zip(c32, c8)]
+    same_best = float(np.mean(c32.argmax(axis=1) == c8.argmax(axis=1)))
+    print(f"int8 speed-up: {t32 / t8:.3g}x")
+    print(f"curve correlation int8 vs float32: min {min(corr):.4f}, mean {np.mean(corr):.4f}; "
+          f"max abs difference {np.abs(c32 - c8).max():.4g}; same best frame for {same_best:.0%} of sentences")
 
 
 if __name__ == "__main__":

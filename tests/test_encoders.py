@@ -116,3 +116,43 @@ def test_offline_mode_counts_as_unreachable(monkeypatch):
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert "HF_HUB_OFFLINE" in hub_unreachable_reason()
+
+
+def test_tiny_blip2_tells_frames_apart(tiny_blip2_dir):
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (4, 32, 32, 3)).astype(np.uint8)
+    tokens = tfvtg.Blip2Encoder(tiny_blip2_dir).encode_frames(frames).reshape(4, -1)
+    tokens /= np.linalg.norm(tokens, axis=1, keepdims=True)
+    cosine = tokens @ tokens.T
+    assert cosine[~np.eye(4, dtype=bool)].max() < 0.95, cosine
+
+
+def test_int8_quantization_keeps_the_similarity_curves(tiny_blip2_dir):
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 256, (8, 32, 32, 3)).astype(np.uint8)
+    frames[4:] //= 3
+    texts = ["a person opens the door", "a dog jumps", "man drinks water"]
+    curves = {}
+    for mode in (None, "int8"):
+        enc = tfvtg.Blip2Encoder(tiny_blip2_dir, device="cpu", quantize=mode)
+        feats = tfvtg.VideoFeatures(enc.encode_frames(frames), duration=8 / 3)
+        curves[mode] = tfvtg.similarity_curves(feats, enc.encode_text(texts))
+    assert curves[None].std() > 0.05  # the frames differ, or the comparison would say nothing
+    for a, b in zip(curves[None], curves["int8"]):
+        assert np.corrcoef(a, b)[0, 1] > 0.95
+    with pytest.raises(InvalidInputError, match="CPU"):
+        tfvtg.Blip2Encoder(tiny_blip2_dir, device="cuda", quantize="int8")
+    with pytest.raises(InvalidInputError, match="quantize"):
+        tfvtg.Blip2Encoder(tiny_blip2_dir, quantize="int4")
+
+
+def test_a_long_encoding_is_announced_with_its_estimate_and_the_ways_to_go_faster(tiny_blip2_dir, video_file,
+                                                                                monkeypatch):
+    import tfvtg.encoders.blip2 as blip2
+
+    monkeypatch.setattr(blip2, "LONG_ENCODING_S", 0.0)
+    enc = tfvtg.Blip2Encoder(tiny_blip2_dir, device="cpu")
+    with pytest.warns(RuntimeWarning, match=r"will take about .*GPU.*quantize='int8'.*fps=1") as record:
+        feats = enc.encode_video(video_file, progress=False)
+    assert feats.num_frames == 9  # 30 frames at 10 fps sampled at 3 fps
+    assert record[0].filename == __file__  # points at the caller, not at the library

@@ -71,7 +71,9 @@ def build_tiny_blip2(directory: str | os.PathLike[str], seed: int = 0) -> str:
     tokenizer = _word_tokenizer(BertTokenizerFast, vocab)
     config = Blip2Config(
         vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=32, patch_size=8),
+                           image_size=32, patch_size=8,
+                           # BLIP-2's vision default (1e-10) would make every frame embed alike
+                           initializer_range=0.2),
         qformer_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                             encoder_hidden_size=32, vocab_size=len(tokenizer), max_position_embeddings=64,
                             cross_attention_frequency=1, use_qformer_text_input=True),

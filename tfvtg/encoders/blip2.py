@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .._extras import require
+from ..core._warnings import warn_user
 from ..core.features import VideoFeatures
 from ..errors import IncompatibleModelError, InvalidInputError, ModelUnavailableError
 from .base import hub_unreachable_reason, pick_device
@@ -31,8 +32,40 @@ BLIP2_COCO_SPACE = "blip2-coco"
 
 
 
+# an encoding estimated to take longer than this (seconds) is announced with
+# its estimate and the ways to go faster
+LONG_ENCODING_S = 30.0
+
+
+def _duration_words(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 # weights that only the image-text retrieval checkpoint trains
 _ITC_HEADS = frozenset({"text_projection", "vision_projection"})
+
+
+def _quantize_int8(model: Any, device: str) -> Any:
+    """Dynamic int8 quantization of the vision tower's and the Q-Former's
+    linear layers (weights int8, activations quantized on the fly); the
+    small contrastive projections stay float32."""
+    if not device.startswith("cpu"):
+        raise InvalidInputError(f"quantize='int8' runs on the CPU only, but the encoder is on {device}")
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch marks its eager quantization API deprecated, still supported
+        for part in ("vision_model", "qformer"):
+            quantized = torch.ao.quantization.quantize_dynamic(getattr(model, part), {torch.nn.Linear},
+                                                               dtype=torch.qint8)
+            setattr(model, part, quantized)
+    return model
 
 
 def _in_hub_cache(repo_id: str) -> bool:
@@ -98,6 +131,12 @@ class Blip2Encoder:
             On the CPU everything runs in float32.
         batch_size: frames per forward pass (default 64 on a GPU, 16 on CPU);
             halved automatically whenever the GPU runs out of memory.
+        space: the embedding-space id recorded in the features (default
+            "blip2-coco" for the paper's checkpoint or a copy named like it,
+            else "blip2:<directory or repository name>").
+        quantize: "int8" applies dynamic int8 quantization to the linear
+            layers on the CPU (several times faster on a CPU; the similarity
+            curves stay close to float32's, see benchmarks/README.md).
 
     The model loads once, on first use, and is reused for every call.
     """
@@ -106,7 +145,14 @@ class Blip2Encoder:
     mask_threshold: float = 0.2
 
     def __init__(self, model: str | os.PathLike[str] | None = None, device: str | None = None,
-                 dtype: str | None = None, batch_size: int | None = None, *, space: str | None = None):
+                 dtype: str | None = None, batch_size: int | None = None, *, space: str | None = None,
+                 quantize: str | None = None):
+        if quantize not in (None, "int8"):
+            raise InvalidInputError(f"quantize must be None or 'int8', got {quantize!r}")
+        if quantize == "int8" and device is not None and not str(device).startswith("cpu"):
+            raise InvalidInputError("quantize='int8' (dynamic quantization) runs on the CPU only; on a GPU the "
+                                    "vision tower already runs in float16")
+        self.quantize = quantize
         self.model_name = str(model or os.environ.get("TFVTG_BLIP2_MODEL") or DEFAULT_MODEL)
         self.space = space or _space_of(self.model_name)
         self._device = device
@@ -169,6 +215,8 @@ class Blip2Encoder:
                 raise _offline_help(self.model_name, f"{type(exc).__name__}: {exc}") from exc
         tokenizer, processor, model = parts
         model.eval().to(self.device)
+        if self.quantize == "int8":
+            model = _quantize_int8(model, self.device)
         self._loaded = (tokenizer, processor, model)
         return self._loaded
 
@@ -277,12 +325,13 @@ class Blip2Encoder:
         return np.concatenate(outs, axis=0)
 
     def encode_video(self, path: str | os.PathLike[str], fps: float = 3.0, backend: str = "auto",
-                     progress: bool = False, on_device: bool = False) -> VideoFeatures:
+                     progress: bool | None = None, on_device: bool = False) -> VideoFeatures:
         """Decode ``path`` at ``fps`` (TFVTG's sampling) and encode every
         sampled frame. Returns VideoFeatures with duration = frames / avg fps.
 
         With ``on_device=True`` the features stay a torch tensor on the
         encoder's device (a GPU), so similarity curves are computed there.
+        ``progress``: see :meth:`encode_video_array` (auto by default).
         """
         if not on_device:
             raw, info = self.encode_video_array(path, fps=fps, backend=backend, progress=progress)
@@ -297,26 +346,58 @@ class Blip2Encoder:
         return VideoFeatures(tokens, duration=info.duration, fps=fps, source=str(path), encoder=self.space)
 
     def encode_video_array(self, path: str | os.PathLike[str], fps: float = 3.0, backend: str = "auto",
-                           progress: bool = False) -> tuple[np.ndarray, Any]:
+                           progress: bool | None = None) -> tuple[np.ndarray, Any]:
         """Like :meth:`encode_video` but returns the raw (T, 32, D) float16
-        array (TFVTG's file layout) and the video's info."""
+        array (TFVTG's file layout) and the video's info.
+
+        ``progress``: True shows a progress bar, False never; None (default)
+        shows one when the encoding is estimated to take more than a few
+        seconds. The estimate comes from timing the first frame; when it
+        exceeds half a minute a warning says how long and how to go faster.
+        """
+        import time
+
         from ..video.decode import iter_frame_batches
 
         info, indices, batches = iter_frame_batches(path, fps=fps, batch_size=self.batch_size,
                                                     backend=backend)  # type: ignore[arg-type]
+        total = len(indices)
+        outs: list[np.ndarray] = []
         bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(indices), unit="frame", desc=Path(path).name, leave=False)
-        outs = []
         for batch in batches:
+            if not outs and total > 1:
+                # time one frame before committing to the whole video
+                started = time.perf_counter()
+                outs.append(self._encode_batch(batch[:1]).astype(np.float16))
+                estimate = (time.perf_counter() - started) * total
+                bar = self._progress_bar(Path(path).name, total, estimate, progress)
+                if bar is not None:
+                    bar.update(1)
+                batch = batch[1:]
+                if len(batch) == 0:
+                    continue
             outs.append(self._encode_batch(batch).astype(np.float16))
             if bar is not None:
                 bar.update(len(batch))
         if bar is not None:
             bar.close()
         return np.concatenate(outs, axis=0), info
+
+    def _progress_bar(self, name: str, total: int, estimate_s: float, progress: bool | None) -> Any:
+        if estimate_s > LONG_ENCODING_S:
+            faster = ["fewer frames (fps=1)", "features extracted once with `tfvtg extract` and reused"]
+            if self.device == "cpu":
+                faster.insert(0, "a GPU (device='cuda')")
+                if self.quantize is None:
+                    faster.insert(1, "quantize='int8' on the CPU (--quantize int8)")
+            warn_user(f"encoding {total} frames of {name} with {self.model_name} on {self.device} will take about "
+                      f"{_duration_words(estimate_s)} ({estimate_s / total:.2g} s a frame); faster: "
+                      + "; ".join(faster), RuntimeWarning)
+        if progress is False or (progress is None and estimate_s < 3.0):
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, unit="frame", desc=name, leave=False)
 
     def __repr__(self) -> str:
         state = "loaded" if self._loaded is not None else "not loaded"
