@@ -9,7 +9,9 @@ sampled at ``n = round(N / r * fps)`` frame indices spread evenly over
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,11 +118,32 @@ def _has_decord() -> bool:
     return True
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence what native decoders (decord's FFmpeg) print straight to file
+    descriptor 2, e.g. "moov atom not found" for a broken file: the caller
+    gets a VideoDecodeError with the reason instead."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (some notebooks): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _open_decord(path: str):
     import decord
 
     try:
-        reader = decord.VideoReader(path, num_threads=1, ctx=decord.cpu(0))
+        with _quiet_native_stderr():
+            reader = decord.VideoReader(path, num_threads=1, ctx=decord.cpu(0))
     except Exception as exc:  # decord raises its own DECORDError
         raise VideoDecodeError(f"decord cannot open {path}: {exc}") from exc
     return reader
