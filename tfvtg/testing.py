@@ -25,7 +25,7 @@ def make_video(path: str | os.PathLike[str], n_frames: int = 30, fps: int = 10, 
 
     w, h = size
     with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=fps)
+        stream: Any = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         container.start_encoding()  # write the header even when no frame follows
         for i in range(n_frames):
@@ -62,13 +62,14 @@ def build_tiny_blip2(directory: str | os.PathLike[str], seed: int = 0) -> str:
     16 dims, 32x32 images) with a word-level BERT tokenizer and an image
     processor into ``directory``; load it with ``Blip2Encoder(directory)``."""
     import torch
-    from transformers import BertTokenizerFast, Blip2Config, Blip2ForImageTextRetrieval, BlipImageProcessor
+    import transformers
+    from transformers import Blip2Config, Blip2ForImageTextRetrieval, BlipImageProcessor
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     vocab = d / "vocab.txt"
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ","] + list(_WORDS)) + "\n")
-    tokenizer = _word_tokenizer(BertTokenizerFast, vocab)
+    tokenizer = _word_tokenizer(transformers.BertTokenizerFast, vocab)  # type: ignore[attr-defined]
     config = Blip2Config(
         vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
                            image_size=32, patch_size=8,

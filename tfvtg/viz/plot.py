@@ -76,7 +76,8 @@ def plot_result(result: Any, ground_truth: Sequence[float] | None = None, ax: An
     main.legend(loc="upper right", fontsize=8)
     if sub_ax is not None:
         colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-        events = result.decomposition.sub_events if result.decomposition is not None else [()] * len(subs)
+        events: Sequence[Sequence[str]] = (result.decomposition.sub_events if result.decomposition is not None
+                                           else [()] * len(subs))
         for i, c in enumerate(subs):
             color = colors[i % len(colors)]
             t = (np.arange(len(c)) + 0.5) / len(c) * result.duration
