@@ -294,3 +294,22 @@ def test_a_failing_llm_degrades_to_the_query_alone_with_a_warning():
     assert res.moments
     assert any("connection refused" in str(w.message) for w in caught)
     assert any(w.filename == __file__ for w in caught), [w.filename for w in caught]
+
+
+def test_cli_failures_are_one_line_without_traceback(tmp_path, capsys, monkeypatch):
+    from tfvtg.cli import main
+
+    assert main(["ground", str(tmp_path / "missing.npy"), "a person opens the door"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "missing.npy" in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+    import tfvtg.commands.ground as ground_command
+
+    def broken(args):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(ground_command, "run", broken)
+    monkeypatch.delenv("TFVTG_DEBUG", raising=False)
+    assert main(["ground", "x.npy", "q"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "internal error" in err and "TFVTG_DEBUG" in err

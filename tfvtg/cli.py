@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+from .errors import TfvtgError
 
 # Each module defines ``register(subparsers)``, which adds its subparser and
 # sets ``func`` (args -> exit code). Heavy imports stay inside ``func``.
@@ -38,6 +41,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except TfvtgError as exc:
+        # every error a user can cause: one line, no traceback
+        print(f"tfvtg {args.command}: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a bug still gets one line; TFVTG_DEBUG=1 shows the traceback
+        if os.environ.get("TFVTG_DEBUG"):
+            raise
+        print(f"tfvtg {args.command}: internal error ({type(exc).__name__}: {_one_line(exc)}); "
+              "run again with TFVTG_DEBUG=1 for the traceback and report it", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

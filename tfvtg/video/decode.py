@@ -19,6 +19,7 @@ from typing import Literal
 
 import numpy as np
 
+from tfvtg._extras import require
 from tfvtg.errors import InvalidInputError, MissingFileError, VideoDecodeError
 
 __all__ = ["VIDEO_SUFFIXES", "sample_frame_indices", "read_frames", "iter_frame_batches", "probe", "VideoInfo",
@@ -150,7 +151,7 @@ def _open_decord(path: str):
 
 
 def _pyav_info(path: str) -> VideoInfo:
-    import av
+    av = require("av")
 
     try:
         with av.open(path) as container:
@@ -213,7 +214,7 @@ def _decord_batches(path: str, indices: np.ndarray, batch_size: int) -> Iterator
 
 
 def _pyav_batches(path: str, indices: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
-    import av
+    av = require("av")
 
     wanted = np.bincount(indices)  # how often each decoded frame is sampled
     batch: list[np.ndarray] = []
