@@ -67,11 +67,11 @@ def _encoder_advice(exc: BaseException, args: argparse.Namespace) -> str:
     why = " ".join(why.split())
     if len(why) > 240:
         why = why[:237] + "..."
-    which = args.encoder or os.environ.get("TFVTG_BLIP2_MODEL") or f"blip2-coco ({DEFAULT_MODEL})"
-    text_only = " (with --features only its text side is used, but its weights are still needed)" \
+    which = args.encoder or os.environ.get("TFVTG_BLIP2_MODEL") or f"blip2-coco = {DEFAULT_MODEL}"
+    text_only = "With --features only its text side is used, but that still needs the weights. " \
         if args.features else ""
-    return (f"cannot load the encoder {which}{text_only}: {why}. Download it where there is network access "
-            f"(hf download {DEFAULT_MODEL} --local-dir /path/blip2), copy it here and pass "
+    return (f"cannot load the encoder {which}: {why}. {text_only}Download the model where there is network "
+            f"access (hf download {DEFAULT_MODEL} --local-dir /path/blip2), copy it here and pass "
             f"--encoder /path/blip2 (or set TFVTG_BLIP2_MODEL=/path/blip2)")
 
 

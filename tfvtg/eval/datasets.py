@@ -110,8 +110,9 @@ class _Refusals:
             shown = "; ".join(self.problems[:5])
             more = f"; and {len(self.problems) - 5} more" if len(self.problems) > 5 else ""
             noun = "query" if self.skipped == 1 else "queries"
-            warnings.warn(f"skipped {self.skipped} {noun} of {self.path} ({len(self.problems)} malformed "
-                          f"entries): {shown}{more}", UserWarning, stacklevel=3)
+            entries = "entry" if len(self.problems) == 1 else "entries"
+            warnings.warn(f"skipped {self.skipped} {noun} ({len(self.problems)} malformed {entries}): {shown}{more}",
+                          UserWarning, stacklevel=3)
         return QueryList(queries, self.path, self.skipped, self.problems)
 
 

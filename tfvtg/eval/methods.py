@@ -23,7 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from tfvtg.errors import ConfigError, InvalidInputError, TfvtgError
 
-__all__ = ["VideoMethod", "MethodError", "ENTRY_POINT_GROUP", "BUILTIN_METHODS", "method_names", "load_method",
+__all__ = ["VideoMethod", "MethodError", "ENTRY_POINT_GROUP", "BUILTIN_METHODS", "method_names", "find_method", "load_method",
            "check_method", "tag_preset"]
 
 ENTRY_POINT_GROUP = "tfvtg.methods"
@@ -64,6 +64,16 @@ def method_names() -> list[str]:
     return list(BUILTIN_METHODS) + sorted(set(_entry_points()) - set(BUILTIN_METHODS))
 
 
+def find_method(name: str) -> Any:
+    """The entry point of plug-in ``name``; MethodError listing the choices
+    when there is none."""
+    eps = _entry_points()
+    if name not in eps:
+        raise MethodError(f"unknown method {name!r}; choose one of {', '.join(method_names())} "
+                          f"(plug-ins register in the entry-point group {ENTRY_POINT_GROUP!r})")
+    return eps[name]
+
+
 def load_method(name: str, **options: Any) -> Any:
     """Create the plug-in method ``name`` with ``factory(**options)``.
 
@@ -72,11 +82,7 @@ def load_method(name: str, **options: Any) -> Any:
     such as a missing extra, passes through) or an object that is not a
     :class:`VideoMethod`.
     """
-    eps = _entry_points()
-    if name not in eps:
-        raise MethodError(f"unknown method {name!r}; choose one of {', '.join(method_names())} "
-                          f"(plug-ins register in the entry-point group {ENTRY_POINT_GROUP!r})")
-    ep = eps[name]
+    ep = find_method(name)
     try:
         factory = ep.load()
     except Exception as exc:

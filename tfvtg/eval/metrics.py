@@ -210,7 +210,8 @@ def qvhighlights_metrics(submission: Sequence[Mapping[str, Any]], ground_truth: 
                 g = gt_by_qid[d["qid"]]
                 n_clips = int(g["duration"] / clip_length)
                 full = np.zeros((n_clips, 3))
-                full[np.array(g["relevant_clip_ids"], dtype=int)] = np.array(g["saliency_scores"])
+                clip_ids = np.array(g["relevant_clip_ids"], dtype=int).reshape(-1)
+                full[clip_ids] = np.array(g["saliency_scores"], dtype=float).reshape(len(clip_ids), 3)
                 binary = (full >= level).astype(float)
                 pred = np.asarray(d["pred_saliency_scores"], dtype=float)
                 top = int(np.argmax(pred))

@@ -41,7 +41,7 @@ from ..core.decomposition import Decomposition
 from ..core.features import VideoFeatures
 from .datasets import Query, QueryList, check_span
 from .jsonsafe import clean_text, read_json
-from .methods import BUILTIN_METHODS, MethodError, check_method, load_method, tag_preset
+from .methods import BUILTIN_METHODS, MethodError, check_method, find_method, load_method, tag_preset
 from .metrics import Metrics, format_metrics, metrics_from_results
 from .records import ResultsFile, file_digest, make_record, read_results
 from .registry import DatasetChoice, load_dataset, resolve_dataset
@@ -292,6 +292,8 @@ def _plan(dataset: str | DatasetChoice, annotations: str | os.PathLike[str], *, 
         info_extra = {"preset": preset_name, "features": str(features) if features else None,
                       "videos": str(videos) if videos else None}
     else:
+        if isinstance(method, str):
+            find_method(method)  # an unknown name is the first thing to say
         if config is not None or preset is not None:
             raise MethodError("config=/preset= choose the Grounder's settings; a plug-in method has its own")
         if llm_outputs or decomposer is not None:
