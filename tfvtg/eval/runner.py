@@ -269,28 +269,14 @@ def _plan(dataset: str | DatasetChoice, annotations: str | os.PathLike[str], *, 
         raise InvalidInputError(f"limit must be a whole number >= 0, got {limit!r}")
     options = dict(method_options or {})
     saliency = choice.spec.metrics == "qvhighlights"
-
-    if isinstance(method, str) and method in BUILTIN_METHODS:
+    builtin = isinstance(method, str) and method in BUILTIN_METHODS
+    # every argument is checked before anything is read or loaded
+    if builtin:
         if options:
             raise MethodError(f"method {method!r} takes no options ({', '.join(sorted(options))}); those are for "
                               "plug-in methods such as numpro")
         if (features is None) == (videos is None):
             raise InvalidInputError("give exactly one of features=DIR (.npy files) or videos=DIR (video files)")
-        cfg, preset_name = _resolve_config(config, preset, method, choice)
-        run: _GrounderRun | _VideoMethodRun
-        encoder = _text_encoder(text_encoder)
-        from ..core.grounder import Grounder
-
-        grounder = Grounder(encoder, cfg, decomposer)
-        llm = _load_llm_outputs(llm_outputs) if llm_outputs else {}
-        run = _GrounderRun(method, grounder, encoder, _folder(features, "features"), _folder(videos, "videos"),
-                           pad_sec, seed, llm, saliency)
-        method_record: dict[str, Any] = {"name": method}
-        settings_extra = {"config": asdict(grounder.config), "encoder": _encoder_identity(encoder),
-                          "decomposer": None if decomposer is None else
-                          {"type": type(decomposer).__name__, "model": str(getattr(decomposer, "model", ""))}}
-        info_extra = {"preset": preset_name, "features": str(features) if features else None,
-                      "videos": str(videos) if videos else None}
     else:
         if isinstance(method, str):
             find_method(method)  # an unknown name is the first thing to say
@@ -304,15 +290,35 @@ def _plan(dataset: str | DatasetChoice, annotations: str | os.PathLike[str], *, 
         if pad_sec > 0:
             raise MethodError("noise padding (pad_sec, the OOD splits) applies to frame features: it needs the "
                               "tfvtg or tag method")
-        obj = load_method(method, **options) if isinstance(method, str) else check_method(method)
-        run = _VideoMethodRun(obj, _folder(videos, "videos"), saliency)  # type: ignore[arg-type]
-        method_record = {"name": run.name, "options": _plain_options(options)}
-        settings_extra = {"config": None, "encoder": None, "decomposer": None}
-        info_extra = {"videos": str(videos)}
+    feature_dir, video_dir = _folder(features, "features"), _folder(videos, "videos")
 
     queries = load_dataset(choice, annotations, strict=strict, durations=durations)
     if limit is not None:
         queries = QueryList(queries[:limit], queries.path, queries.skipped, queries.problems)
+
+    run: _GrounderRun | _VideoMethodRun
+    if builtin:
+        cfg, preset_name = _resolve_config(config, preset, method, choice)
+        encoder = _text_encoder(text_encoder)
+        from ..core.grounder import Grounder
+
+        grounder = Grounder(encoder, cfg, decomposer)
+        llm = _load_llm_outputs(llm_outputs) if llm_outputs else {}
+        run = _GrounderRun(method, grounder, encoder, feature_dir, video_dir, pad_sec, seed, llm, saliency)
+        method_record: dict[str, Any] = {"name": method}
+        settings_extra = {"config": asdict(grounder.config), "encoder": _encoder_identity(encoder),
+                          "decomposer": None if decomposer is None else
+                          {"type": type(decomposer).__name__, "model": str(getattr(decomposer, "model", ""))}}
+        info_extra = {"preset": preset_name, "features": str(features) if features else None,
+                      "videos": str(videos) if videos else None}
+    else:
+        assert video_dir is not None
+        obj = load_method(method, **options) if isinstance(method, str) else check_method(method)
+        run = _VideoMethodRun(obj, video_dir, saliency)
+        method_record = {"name": run.name, "options": _plain_options(options)}
+        settings_extra = {"config": None, "encoder": None, "decomposer": None}
+        info_extra = {"videos": str(videos)}
+
     settings = {"dataset": choice.spec.name, "method": method_record, "pad_sec": pad_sec,
                 "seed": int(seed), "top_k": top_k, **settings_extra}
     durations_digest = file_digest(durations) if isinstance(durations, (str, os.PathLike)) else None
