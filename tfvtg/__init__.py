@@ -72,6 +72,7 @@ _EXPORTS = {
     "read_frames": "video",
     "OpenAIDecomposer": "llm",
     "evaluate": "eval",
+    "Metrics": "eval",
 }
 __all__ = [
     # the pipeline and its data
@@ -79,7 +80,7 @@ __all__ = [
     "similarity_curves", "ground", "features_for_video",
     # encoders, video, LLM, evaluation
     "Encoder", "list_encoders", "load_encoder", "register_encoder", "pick_device", "Blip2Encoder",
-    "sample_frame_indices", "read_frames", "OpenAIDecomposer", "evaluate",
+    "sample_frame_indices", "read_frames", "OpenAIDecomposer", "evaluate", "Metrics",
     # errors
     "TfvtgError", "InvalidInputError", "InvalidTypeError", "ConfigError", "EncoderMismatchError",
     "MissingFileError", "MissingExtraError", "ModelUnavailableError", "IncompatibleModelError",
@@ -131,6 +132,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .core.similarity import similarity_curves
     from .encoders import Encoder, list_encoders, load_encoder, pick_device, register_encoder
     from .encoders.blip2 import Blip2Encoder
-    from .eval import evaluate
+    from .eval import Metrics, evaluate
     from .llm import OpenAIDecomposer
     from .video import read_frames, sample_frame_indices
