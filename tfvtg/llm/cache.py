@@ -186,7 +186,8 @@ class DecompositionCache:
             marks = ",".join("?" * len(keys))
             return dict(db.execute(f"SELECT key, response FROM {_TABLE} WHERE key IN ({marks})", keys).fetchall())
 
-        found = self._run(read, {})
+        nothing: dict[str, Any] = {}
+        found = self._run(read, nothing)
         for key in keys:
             response = found.get(key)
             if not isinstance(response, str):

@@ -70,7 +70,10 @@ def _run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
     event loop (then on a helper thread, whose errors are re-raised here)."""
     try:
         asyncio.get_running_loop()
+        in_loop = True
     except RuntimeError:
+        in_loop = False
+    if not in_loop:  # (outside the except block: errors inside must not chain to that RuntimeError)
         return asyncio.run(coro)
     box: dict[str, Any] = {}
 

@@ -128,9 +128,11 @@ def _require_openai() -> Any:
 
 
 def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception ``exc`` was raised from (the OS error under a
+    connection error)."""
     seen = {id(exc)}
     while True:
-        nxt = exc.__cause__ or exc.__context__
+        nxt = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
         if nxt is None or id(nxt) in seen:
             return exc
         seen.add(id(nxt))
