@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from ..core.decomposition import sanitize_text
-    from ..errors import DecompositionError, LLMConfigurationError
+    from ..errors import DecompositionError, LLMConfigurationError, TfvtgError
     from ..io import write_json
     from ..llm import OpenAIDecomposer
 
