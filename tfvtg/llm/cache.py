@@ -70,6 +70,8 @@ class DecompositionCache:
         self.usable = True
         self.writable = True
         self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        self._pid = os.getpid()
         problem = self._open()
         if problem is not None:
             if self.strict:
@@ -101,45 +103,71 @@ class DecompositionCache:
             return "its folder is read-only"
         try:
             db = self._connect()
-            try:
-                tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-                if _TABLE in tables:
-                    columns = tuple(r[1] for r in db.execute(f"PRAGMA table_info({_TABLE})"))
-                    if columns != _COLUMNS:
-                        return (f"its table {_TABLE!r} has other columns {list(columns)}: not a tfvtg cache "
-                                "(left untouched)")
-                elif tables:
-                    return f"it holds another program's tables ({', '.join(sorted(tables)[:5])}; left untouched)"
-                elif not self.writable:
-                    return "it is empty and read-only"
-                else:
-                    with db:
-                        db.execute(f"CREATE TABLE IF NOT EXISTS {_TABLE} (key TEXT PRIMARY KEY, model TEXT, "
-                                   "prompt_version TEXT, query TEXT, response TEXT, created REAL)")
-                if self.writable:
-                    try:
-                        db.execute("PRAGMA journal_mode=WAL")
-                    except sqlite3.Error:
-                        pass  # a rollback journal works too, just with less concurrency
-            finally:
-                db.close()
         except sqlite3.Error as exc:
+            return f"it cannot be opened ({exc})"
+        try:
+            tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+            if _TABLE in tables:
+                columns = tuple(r[1] for r in db.execute(f"PRAGMA table_info({_TABLE})"))
+                if columns != _COLUMNS:
+                    db.close()
+                    return (f"its table {_TABLE!r} has other columns {list(columns)}: not a tfvtg cache "
+                            "(left untouched)")
+            elif tables:
+                db.close()
+                return f"it holds another program's tables ({', '.join(sorted(tables)[:5])}; left untouched)"
+            elif not self.writable:
+                db.close()
+                return "it is empty and read-only"
+            else:
+                with db:
+                    db.execute(f"CREATE TABLE IF NOT EXISTS {_TABLE} (key TEXT PRIMARY KEY, model TEXT, "
+                               "prompt_version TEXT, query TEXT, response TEXT, created REAL)")
+            if self.writable:
+                try:
+                    db.execute("PRAGMA journal_mode=WAL")
+                except sqlite3.Error:
+                    pass  # a rollback journal works too, just with less concurrency
+        except sqlite3.Error as exc:
+            db.close()
             return f"it is damaged or unreadable ({exc})"
+        self._db = db
         if not self.writable:
             _warn_once(self.path, f"LLM cache {self.path} is read-only: cached answers are used, new ones are "
                                   "not saved")
         return None
 
     def _connect(self) -> sqlite3.Connection:
+        # One connection per cache object (and process), shared by its threads
+        # under self._lock: opening one per call would checkpoint the WAL file,
+        # with an fsync, on every close.
         if self.writable:
-            db = sqlite3.connect(self.path, timeout=30.0)
+            db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
         else:
-            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0,
+                                 check_same_thread=False)
+        self._pid = os.getpid()
         db.execute("PRAGMA busy_timeout=30000")
+        # WAL + NORMAL: a commit is not fsynced; a power cut may lose the last
+        # answers (asked again) but never damages the file.
+        db.execute("PRAGMA synchronous=NORMAL")
         return db
+
+    def close(self) -> None:
+        """Close the database connection (reopened on the next use)."""
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
     def _bypass(self, problem: str) -> None:
         self.usable = False
+        if self._db is not None:
+            try:
+                self._db.close()
+            except sqlite3.Error:
+                pass
+            self._db = None
         _warn_once(self.path, f"LLM cache {self.path} is not usable ({problem}); LLM answers are not cached. "
                               "Move the file away, or set TFVTG_CACHE_DIR to another folder")
 
@@ -150,12 +178,10 @@ class DecompositionCache:
             return default
         try:
             with self._lock:
-                db = self._connect()
-                try:
-                    with db:
-                        return action(db)
-                finally:
-                    db.close()
+                if self._db is None or self._pid != os.getpid():  # closed, or inherited through fork
+                    self._db = self._connect()
+                with self._db as db:
+                    return action(db)
         except sqlite3.OperationalError as exc:
             if write and "readonly" in str(exc).replace("-", "").replace(" ", ""):
                 self.writable = False
