@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import operator
 import os
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -215,9 +216,15 @@ class OpenAIEndpoint:
         return self.__key.reveal() != _NO_KEY
 
     def redact(self, text: str) -> str:
-        """``text`` with the key (should a server echo it) replaced by ``***``."""
+        """``text`` with the key (should a server echo it) replaced by ``***``.
+        A key shorter than 8 characters (a local server's placeholder such as
+        "x") is replaced only where it stands alone, not inside every word."""
         key = self.__key.reveal()
-        return text.replace(key, "***") if key != _NO_KEY else text
+        if key == _NO_KEY or key not in text:
+            return text
+        if len(key) >= 8:
+            return text.replace(key, "***")
+        return re.sub(rf"(?<![A-Za-z0-9_\-]){re.escape(key)}(?![A-Za-z0-9_\-])", "***", text)
 
     # -- clients ----------------------------------------------------------------
     def _settings(self) -> dict[str, Any]:
@@ -267,9 +274,10 @@ class OpenAIEndpoint:
                                          f"{self.timeout:g} s{tries})")
         if isinstance(exc, openai.APIConnectionError):
             cause = _root_cause(exc)
-            reason = _one_line(f"{cause}" if cause is not exc else f"{exc}") or type(cause).__name__
+            reason = _one_line(f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__)
+            tries = "once" if self.max_retries == 0 else f"{self.max_retries + 1} times"
             return LLMFailure("unreachable", self.redact(
-                f"cannot reach the {what} server at {where} ({reason}; tried {self.max_retries + 1} times); "
+                f"cannot reach the {what} server at {where} ({reason}; tried {tries}); "
                 "check that it runs and the URL"))
         if isinstance(exc, openai.AuthenticationError):
             return LLMFailure("auth", f"the {what} server at {where} rejected the API key (HTTP 401); "
