@@ -629,8 +629,8 @@ def _ground_failures(tmp_path: Path, npy: Path) -> dict[str, tuple[list[str], st
     (qwen / "config.json").write_text(json.dumps({"model_type": "qwen2_vl"}))
     f = str(npy)
     return {
-        "missing-features": (["missing.npy", "q"], "no such file"),
-        "missing-video": ([str(tmp_path / "missing.mp4"), "q"], "no such file"),
+        "missing-features": (["missing.npy", "q"], "feature file not found"),
+        "missing-video": ([str(tmp_path / "missing.mp4"), "q"], "video file not found"),
         "empty-features": ([str(tmp_path / "empty.npy"), "q"], "empty.npy"),
         "decomposition-not-json": ([f, "q", "--decomposition", str(tmp_path / "notjson.json")], "not JSON"),
         "decomposition-wrong": ([f, "q", "--decomposition", str(tmp_path / "wrong.json")], "not a TFVTG"),

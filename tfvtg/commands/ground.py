@@ -115,7 +115,8 @@ def _run(args: argparse.Namespace) -> int:
     decomposition = _read_decomposition(Path(args.decomposition)) if args.decomposition else None
     path = Path(args.video)
     if not path.exists():
-        raise MissingFileError(f"no such file: {path}" + (" (features)" if path.suffix == ".npy" else ""))
+        what = "feature file" if path.suffix.lower() == ".npy" else "video file"
+        raise MissingFileError(f"{what} not found: {path}")
     if path.is_dir():
         return _fail(f"{path} is a folder; give one video file or .npy feature file")
     video: VideoFeatures | Path = path
