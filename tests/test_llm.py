@@ -239,7 +239,7 @@ def test_cache_import_of_tfvtg_outputs_and_concurrent_writers(tmp_path):
         t.start()
     for t in threads:
         t.join()
-    assert len(cache) == 82
+    assert len(cache) == 84  # 2 per-video entries + 2 sentence entries + 80
 
 
 def test_decompose_cli_resumable(tmp_path, monkeypatch, capsys):
@@ -274,21 +274,101 @@ def test_extract_json_forms():
             extract_json(bad)
 
 
+# Text without braces inside strings (a "{" inside a JSON string would start
+# another candidate object) and without fences.
+_plain = st.text(alphabet=st.characters(blacklist_characters="{}`", blacklist_categories=("Cs",)), max_size=8)
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _plain,
+                     lambda c: st.lists(c, max_size=3) | st.dictionaries(_plain, c, max_size=4), max_leaves=10)
+_entry = st.one_of(
+    st.fixed_dictionaries({"descriptions": st.lists(st.one_of(_plain, st.integers()), max_size=3)},
+                          optional={"sub_query_id": st.one_of(st.integers(), _plain)}),
+    _json)
+_near_reply = st.fixed_dictionaries(
+    {},
+    optional={"relationship": st.sampled_from(["single-query", "simultaneously", "sequentially", "sequential",
+                                               "afterwards", "", 3]),
+              "query_json": st.one_of(st.lists(_entry, max_size=3), _json),
+              "reasoning": _json})
+
+
+def _first_object(value):
+    """The object extract_json must find in json.dumps(value): the first dict
+    in document order."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, list):
+        for item in value:
+            found = _first_object(item)
+            if found is not None:
+                return found
+    return None
+
+
+def _follows_schema(obj) -> bool:
+    """TFVTG's schema, written out independently of the parser."""
+    if not isinstance(obj, dict) or obj.get("relationship") not in ("single-query", "simultaneously",
+                                                                     "sequentially"):
+        return False
+    entries = obj.get("query_json")
+    if not isinstance(entries, list) or not entries:
+        return False
+    for entry in entries:
+        if not isinstance(entry, dict):
+            return False
+        descriptions = entry.get("descriptions")
+        if not isinstance(descriptions, list) or not descriptions:
+            return False
+        if not all(isinstance(d, str) and d.strip() for d in descriptions):
+            return False
+    return True
+
+
+_words = _plain.filter(str.strip)
+_valid_reply = st.fixed_dictionaries(
+    {"relationship": st.sampled_from(["single-query", "simultaneously", "sequentially"]),
+     "query_json": st.lists(st.fixed_dictionaries({"descriptions": st.lists(_words, min_size=1, max_size=3)},
+                                                  optional={"sub_query_id": st.integers()}),
+                            min_size=1, max_size=3)},
+    optional={"reasoning": _json, "sub-queries": _json})
+_replies = st.one_of(_valid_reply, _near_reply)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_json, _replies, st.lists(_replies, min_size=1, max_size=2)))
+def test_parse_reply_accepts_exactly_the_schema(value):
+    from tfvtg.errors import InvalidInputError
+
+    text = json.dumps(value)
+    obj = _first_object(value)
+    if obj is not None and _follows_schema(obj):
+        dec = parse_reply(text)
+        assert dec.relationship == obj["relationship"]
+        assert dec.query_descriptions == tuple(obj["query_json"][0]["descriptions"])
+        assert dec.sub_events == tuple(tuple(e["descriptions"]) for e in obj["query_json"][1:])
+    else:
+        with pytest.raises(InvalidInputError):
+            parse_reply(text)
+
+
 @settings(max_examples=200, deadline=None)
-@given(st.text())
-def test_parse_reply_never_crashes(text):
+@given(st.text(alphabet=st.characters(blacklist_categories=()), max_size=60) | st.text(alphabet='{}[]":, ab\\ud800', max_size=60))
+def test_parse_reply_never_crashes_and_returns_clean_text(text):
+    from tfvtg.errors import InvalidInputError
+
     try:
-        parse_reply(text)
-    except ValueError:
-        pass
+        dec = parse_reply(text)
+    except InvalidInputError:
+        return  # the one way to refuse: a ValueError naming the problem
+    assert "{" in text
+    for description in dec.query_descriptions + tuple(d for ev in dec.sub_events for d in ev):
+        description.encode("utf-8")  # never a lone surrogate
 
 
-@settings(max_examples=100, deadline=None)
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-                    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=12), c, max_size=4),
-                    max_leaves=10))
-def test_parse_reply_rejects_arbitrary_json_with_value_error(value):
-    try:
-        parse_reply(json.dumps(value))
-    except ValueError:
-        pass
+def test_parse_reply_survives_pathological_replies():
+    from tfvtg.errors import InvalidInputError
+
+    for text in ["[" * 5000 + "]" * 5000, "{" * 100_000, '{"a":' * 5000 + "1" + "}" * 5000]:
+        with pytest.raises(InvalidInputError):
+            parse_reply(text)
+    reply = '{"relationship": "single-query", "query_json": [{"descriptions": ["sits \\ud800 down"]}]}'
+    assert parse_reply(reply).query_descriptions == ("sits \ufffd down",)

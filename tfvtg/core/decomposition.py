@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from .errors import InvalidInputError
 
-__all__ = ["Decomposition", "RELATIONSHIPS"]
+__all__ = ["Decomposition", "RELATIONSHIPS", "sanitize_text"]
 
 Relationship = Literal["single-query", "simultaneously", "sequentially"]
 RELATIONSHIPS: tuple[str, ...] = ("single-query", "simultaneously", "sequentially")
@@ -31,6 +31,18 @@ _RELATION_ALIASES = {
 }
 
 
+def sanitize_text(text: str) -> str:
+    """``text`` as valid Unicode: surrogate pairs that arrived as two code
+    units are joined, and a lone surrogate (JSON ``"\\ud800"``, or undecodable
+    bytes read with ``surrogateescape``) becomes U+FFFD, so the text can be
+    encoded as UTF-8, stored and written everywhere."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def _clean_descriptions(value: Any, where: str) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, Sequence):
         raise InvalidInputError(f"{where} must be a list of strings, got {type(value).__name__}")
@@ -38,7 +50,7 @@ def _clean_descriptions(value: Any, where: str) -> tuple[str, ...]:
     for i, text in enumerate(value):
         if not isinstance(text, str) or not text.strip():
             raise InvalidInputError(f"{where}[{i}] must be a non-empty string, got {text!r}")
-        out.append(text)
+        out.append(sanitize_text(text))
     if not out:
         raise InvalidInputError(f"{where} is empty: each entry needs at least one description")
     return tuple(out)
@@ -80,6 +92,7 @@ class Decomposition:
             object.__setattr__(self, "query_descriptions", ())
         events = tuple(_clean_descriptions(ev, f"sub_events[{i}]") for i, ev in enumerate(self.sub_events))
         object.__setattr__(self, "sub_events", events)
+        object.__setattr__(self, "reasoning", sanitize_text(str(self.reasoning or "")))
 
     @classmethod
     def single(cls, query: str, *, fallback: bool = False) -> Decomposition:
