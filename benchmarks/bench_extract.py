@@ -32,11 +32,12 @@ def real_vitg_dir(directory: Path) -> str:
     build_tiny_blip2(directory)  # for its tokenizer files
     config = Blip2Config(
         vision_config=dict(hidden_size=1408, intermediate_size=6144, num_hidden_layers=39, num_attention_heads=16,
-                           image_size=364, patch_size=14, layer_norm_eps=1e-6, qkv_bias=True),
+                           image_size=364, patch_size=14, layer_norm_eps=1e-6, qkv_bias=True,
+                           initializer_range=0.02),  # transformers' vision default 1e-10 makes every frame alike
         qformer_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                            encoder_hidden_size=1408, vocab_size=30523, cross_attention_frequency=2,
+                            encoder_hidden_size=1408, vocab_size=30523, cross_attention_frequency=2, initializer_range=0.02,
                             max_position_embeddings=512, use_qformer_text_input=True),
-        num_query_tokens=32, image_text_hidden_size=256)
+        num_query_tokens=32, image_text_hidden_size=256, initializer_range=0.02)
     model = Blip2ForImageTextRetrieval(config)
     model.save_pretrained(directory)
     BertTokenizerFast.from_pretrained(directory).save_pretrained(directory)

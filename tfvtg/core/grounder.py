@@ -97,6 +97,11 @@ class Grounder:
         query = _check_query(query)
         if decomposition is None and self.decomposer is not None:
             decomposition = self._decompose(query)
+            if decomposition.fallback:
+                # the LLM gave nothing usable: VLM-only, marked as such
+                result = self._ground_vlm(features, [query])[0]
+                result.decomposition = decomposition
+                return result
         if decomposition is None:
             return self._ground_vlm(features, [query])[0]
         if not isinstance(decomposition, Decomposition):
