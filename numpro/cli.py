@@ -43,13 +43,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.sheet:
         res.contact_sheet(args.sheet)
+    answer = res.answer  # set by _run; an Answer is truthy whether or not it holds a span
+    raw, reason = (answer.raw, answer.reason) if answer is not None else ("", "no reply")
     if args.json:
         print(json.dumps({"query": args.query, "moment": None if res.moment is None else res.moment.to_dict(),
-                          "answer": res.answer.raw if res.answer else None}))
+                          "answer": raw, "reason": reason,
+                          "frames": [answer.first, answer.last] if answer is not None and answer.ok else None}))
     elif res.moment is None:
-        print(f"no answer ({res.answer.reason if res.answer else ''}): {res.answer.raw if res.answer else ''!r}")
+        print(f"numpro: no answer ({reason}): {raw[:200]!r}", file=sys.stderr)
     else:
-        print(f"{res.moment.start:.2f} s - {res.moment.end:.2f} s   (model said: {res.answer.raw!r})")
+        print(f"{res.moment.start:.2f} s - {res.moment.end:.2f} s   (model said: {raw!r})")
     return 0 if res.moment is not None else 1
 
 

@@ -117,8 +117,8 @@ def ground_many(items: Sequence[tuple[Any, str]], mllm: MLLM, fps: float = 1.0,
         try:
             res = _run(video, query, mllm, fps, prompt, overlay.get("font_size", 40), overlay.get("color", "red"),
                        overlay.get("position", "bottom_right"))
-            if res.moment is None:
-                res.error = res.answer.reason if res.answer else "no answer"
+            if res.moment is None:  # keep the reason and the model's words
+                res.error = str(NoAnswerError(res.answer))
         except Exception as exc:  # one bad item never ends the batch
             tqdm.write(f"failed {video!s}: {type(exc).__name__}: {exc}", file=sys.stderr)
             res = NumProResult(query, None, None, np.zeros(0), None, f"{type(exc).__name__}: {exc}")

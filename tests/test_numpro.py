@@ -8,11 +8,8 @@ import json
 import numpy as np
 import pytest
 from chat_server import ChatServer, Reply
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import numpro
-from numpro.parse import parse_answer
 from tfvtg import Moment
 from tfvtg.testing import make_video
 
@@ -82,74 +79,9 @@ def test_contact_sheet_and_write_video(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp" or p.name.startswith("tmp")]
 
 
-# ---------------------------------------------------------------- parser
+# ---------------------------------------------------------------- parser: tests/test_numpro_parse.py
 
-CORPUS = [
-    ("From Frame 3 to Frame 7", (3, 7)), ("From frame 3 to frame 7.", (3, 7)), ("from 3 to 7", (3, 7)),
-    ("The event occurs from frame 12 to frame 18.", (12, 18)), ("Frames 4-9", (4, 9)), ("frames 4 - 9", (4, 9)),
-    ("frame 4 to frame 9", (4, 9)), ("Frames 4 through 9 show it.", (4, 9)), ("It happens in frames 10–14.", (10, 14)),
-    ("between frame 2 and frame 6", (2, 6)), ("Between 2 and 6.", (2, 6)), ("[5, 11]", (5, 11)), ("[5,11]", (5, 11)),
-    ("(5, 11)", (5, 11)), ("The answer is [20, 25].", (20, 25)), ("3 to 8", (3, 8)), ("3-8", (3, 8)),
-    ("Answer: 3 to 8", (3, 8)), ("From Frame 8 to Frame 3", (3, 8)), ("from 30 to 12", (12, 30)),
-    ("Frame 5", (5, 5)), ("It is shown in frame 17.", (17, 17)), ("frame #22", (22, 22)),
-    ("From Frame 40 to Frame 90", (40, 59)), ("From Frame 55 to Frame 70", (55, 59)),
-    ("from 2.5s to 6 seconds", (2, 6)), ("From 10 seconds to 15 seconds.", (10, 15)),
-    ("between 3 and 9 seconds", (3, 9)), ("From 4 s to 7 s", (4, 7)), ("around 12 seconds", (12, 12)),
-    ("From Frame 0 to Frame 0", (0, 0)), ("From Frame 0 to Frame 59", (0, 59)),
-    ("The person opens the door from frame 3 to frame 5, then leaves.", (3, 5)),
-    ("Sure! From Frame 14 to Frame 21", (14, 21)), ("**From Frame 14 to Frame 21**", (14, 21)),
-    ("From Frame 14 to Frame 21.\nThe person is visible throughout.", (14, 21)),
-    ("FROM FRAME 6 TO FRAME 9", (6, 9)), ("from frame6 to frame9", (6, 9)), ("Frames: 6-9", (6, 9)),
-    ("It starts at frame 6 and ends at frame 9... From frame 6 to frame 9", (6, 9)),
-    ("From Frame 1 until Frame 4", (1, 4)), ("from 1 till 4", (1, 4)), ("frames 1 and 2", (1, 2)),
-    ("The relevant frames are 33-41.", (33, 41)), ("'From Frame 2 to Frame 5'", (2, 5)),
-    ("From Frame 7.0 to Frame 9.0", (7, 9)), ("from frame 7 to 9", (7, 9)),
-    ("In the video, from 8 to 11 the man jumps", (8, 11)), ("frames 45 to 52", (45, 52)),
-    ("[0, 3]", (0, 3)),
-]
-NO_ANSWER = ["", "   ", "I cannot determine when this happens.", "The event is not shown in the video.",
-             "No frames show this.", "A man walks a dog.", "From Frame 100 to Frame 120", "Yes."]
-
-
-def test_parser_corpus():
-    assert len(CORPUS) + len(NO_ANSWER) >= 50
-    for text, want in CORPUS:
-        got = parse_answer(text, 60, fps=1.0)
-        assert got.ok and (got.first, got.last) == want, (text, got)
-    for text in NO_ANSWER:
-        got = parse_answer(text, 60, fps=1.0)
-        assert not got.ok and got.raw == text and got.reason, text
-
-
-def test_answer_to_seconds():
-    a = parse_answer("From Frame 4 to Frame 9", 30)
-    assert a.seconds(fps=1.0) == (4.0, 9.0)
-    assert a.seconds(fps=2.0) == (2.0, 4.5)
-    assert parse_answer("frame 5", 30).seconds(fps=1.0) == (5.0, 6.0)  # one frame spans one interval
-    assert parse_answer("from 20 to 29", 30).seconds(fps=1.0, duration=25.0) == (20.0, 25.0)
-    with pytest.raises(ValueError, match="no answer"):
-        parse_answer("nothing", 30).seconds(1.0)
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.text(), st.integers(0, 500), st.one_of(st.none(), st.floats(0.01, 30)))
-def test_parser_never_crashes(text, n, fps):
-    a = parse_answer(text, n, fps=fps)
-    if a.ok:
-        assert 0 <= a.first <= a.last <= n - 1
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.integers(0, 200), st.integers(0, 200), st.sampled_from(["From Frame {} to Frame {}", "frames {}-{}",
-                                                                  "[{}, {}]", "between {} and {}"]))
-def test_parser_reads_generated_spans(a, b, template):
-    got = parse_answer(f"Answer: {template.format(a, b)}.", 150)
-    lo, hi = min(a, b), max(a, b)
-    if lo > 149:
-        assert not got.ok
-    else:
-        assert (got.first, got.last) == (lo, min(hi, 149))
-
+# ---------------------------------------------------------------- prompt
 
 def test_prompt_template():
     text = numpro.DEFAULT_PROMPT.render("A person opens the door.")
