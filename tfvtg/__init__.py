@@ -71,6 +71,7 @@ _EXPORTS = {
     "sample_frame_indices": "video",
     "read_frames": "video",
     "OpenAIDecomposer": "llm",
+    "LLMUnreachableError": "llm.openai_setup",
     "evaluate": "eval",
     "Metrics": "eval",
 }
@@ -85,7 +86,7 @@ __all__ = [
     "TfvtgError", "InvalidInputError", "InvalidTypeError", "ConfigError", "EncoderMismatchError",
     "MissingFileError", "MissingExtraError", "ModelUnavailableError", "IncompatibleModelError",
     "VideoDecodeError", "DatasetError", "DecompositionError", "LLMTimeoutError", "LLMConfigurationError",
-    "CacheError", "ResultsFileError", "LibraryError", "UnknownVideoError", "LibraryFormatError",
+    "LLMUnreachableError", "CacheError", "ResultsFileError", "LibraryError", "UnknownVideoError", "LibraryFormatError",
     "__version__",
 ]
 
@@ -134,4 +135,5 @@ if TYPE_CHECKING:  # pragma: no cover
     from .encoders.blip2 import Blip2Encoder
     from .eval import Metrics, evaluate
     from .llm import OpenAIDecomposer
+    from .llm.openai_setup import LLMUnreachableError
     from .video import read_frames, sample_frame_indices
