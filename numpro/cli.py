@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                        rows=args.rows, cols=args.cols, grid_stride=args.grid_stride, tile_size=args.tile_size,
                        max_pixels=args.max_pixels)
         if args.highlights:
-            from .highlights import highlights
+            from .saliency import highlights
 
             hl = highlights(args.video, args.query, mllm, **display)
             if args.json:

@@ -41,7 +41,7 @@ def _model(mllm: Any, base_url: str | None, options: dict[str, Any]) -> Any:
     given = {k: options.pop(k) for k in _MODEL_OPTIONS if k in options}
     if callable(getattr(mllm, "answer", None)):
         return mllm
-    accepted = set(inspect.signature(backend_class(mllm, base_url).__init__).parameters)
+    accepted = set(inspect.signature(backend_class(mllm, base_url)).parameters)
     if options.get("max_pixels"):  # the model's own image limit too, so grids and frames agree with it
         given["max_pixels"] = options["max_pixels"]
     return load_mllm(mllm, base_url=base_url, **{k: v for k, v in given.items() if k in accepted and v is not None})
@@ -91,7 +91,7 @@ class NumProMethod:
         return [] if res.moment is None else _rows([res.moment], duration)
 
     def saliency(self, video: str, query: str, duration: float | None = None, clip: float = 2.0) -> list[float]:
-        from .highlights import highlights
+        from .saliency import highlights
 
         display = {k: getattr(self.settings, k) for k in ("layout", "rows", "cols", "grid_stride", "max_pixels",
                                                           "min_tile", "tile_size", "font_size", "color", "position")}
@@ -156,7 +156,7 @@ class EnsembleMethod:
                             use_llm=self.use_llm)
 
     def ground_video(self, video: str, query: str, duration: float | None = None) -> list[tuple[float, float, float]]:
-        from .ensemble import rerank
+        from .reranking import rerank
 
         source = self._video.get(video)
         result = self._score(video, query)

@@ -57,7 +57,7 @@ def mllm_max_pixels(mllm: Any) -> int | None:
     return int(value) if value else None
 
 
-def backend_class(spec: Any, base_url: str | None = None) -> type:
+def backend_class(spec: Any, base_url: str | None = None) -> type[QwenVL] | type[OpenAIVisionMLLM]:
     """The backend :func:`load_mllm` builds for ``spec``."""
     if isinstance(spec, (str, os.PathLike)) and (str(spec).startswith("openai:") or base_url):
         return OpenAIVisionMLLM
@@ -77,7 +77,7 @@ def load_mllm(spec: Any, base_url: str | None = None, **options: Any) -> Any:
     import inspect
 
     cls = backend_class(spec, base_url)
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "model", "base_url"}
+    accepted = set(inspect.signature(cls).parameters) - {"model", "base_url"}
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise InvalidInputError(f"{cls.__name__} takes no option(s) {', '.join(unknown)}; it takes "
@@ -354,7 +354,7 @@ def _jpeg_data_url(frame: np.ndarray, quality: int, max_side: int | None, max_pi
         img.thumbnail((max_side, max_side))
     if max_pixels and img.size[0] * img.size[1] > max_pixels:
         scale = (max_pixels / (img.size[0] * img.size[1])) ** 0.5
-        img = img.resize((max(1, int(img.size[0] * scale)), max(1, int(img.size[1] * scale))), Image.BILINEAR)
+        img = img.resize((max(1, int(img.size[0] * scale)), max(1, int(img.size[1] * scale))), Image.Resampling.BILINEAR)
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=quality)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()

@@ -159,7 +159,7 @@ def contact_sheet(frames: Sequence[Any], columns: int = 8, thumb_width: int = 24
     rows = -(-len(items) // cols)
     sheet = Image.new("RGB", (cols * tw + (cols + 1) * gap, rows * th + (rows + 1) * gap), (24, 24, 24))
     for i, arr in enumerate(items):
-        thumb = Image.fromarray(arr).resize((tw, th), Image.BILINEAR)
+        thumb = Image.fromarray(arr).resize((tw, th), Image.Resampling.BILINEAR)
         r, c = divmod(i, cols)
         sheet.paste(thumb, (gap + c * (tw + gap), gap + r * (th + gap)))
     return sheet
@@ -184,7 +184,7 @@ def write_video(frames: Sequence[Any], path: str | os.PathLike[str], fps: float 
     rate = fractions.Fraction(fps).limit_denominator(1000)
     try:
         with av.open(tmp, "w") as container:
-            stream = None
+            stream: Any = None
             for name in ([codec] if codec else ["libx264", "h264", "mpeg4"]):
                 try:
                     stream = container.add_stream(name, rate=rate)

@@ -36,7 +36,7 @@ _CHAT_TEMPLATE = (
 )
 
 
-def _tokenizer() -> tuple[Any, dict[str, int]]:
+def _tokenizer() -> tuple[Any, dict[str, int]]:  # (tokenizer, special token ids)
     """A word-level tokenizer holding Qwen's special tokens and a few words."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
@@ -44,17 +44,17 @@ def _tokenizer() -> tuple[Any, dict[str, int]]:
     vocab = {tok: i for i, tok in enumerate(_SPECIAL + ["[UNK]"] + [w for w in dict.fromkeys(_WORDS) if w])}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
     core.pre_tokenizer = pre_tokenizers.Split(pattern=" ", behavior="removed")
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="[UNK]", eos_token="<|im_end|>",
+    tokenizer: Any = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="[UNK]", eos_token="<|im_end|>",
                                         pad_token="<|endoftext|>", additional_special_tokens=_SPECIAL[1:])
-    return tokenizer, {t: tokenizer.convert_tokens_to_ids(t) for t in _SPECIAL}
+    return tokenizer, {t: int(tokenizer.convert_tokens_to_ids(t)) for t in _SPECIAL}
 
 
-def _token_ids(ids: dict[str, int]) -> dict[str, int]:
+def _token_ids(ids: dict[str, int]) -> dict[str, Any]:
     return dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
                 vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
 
 
-def _text_ids(ids: dict[str, int]) -> dict[str, int]:
+def _text_ids(ids: dict[str, int]) -> dict[str, Any]:
     return dict(eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"], bos_token_id=ids["<|endoftext|>"])
 
 
@@ -171,7 +171,7 @@ def build_tiny_qwen3_vl(directory: str | os.PathLike[str], seed: int = 0) -> str
 
 # ---------------------------------------------------------------- scripted models
 
-def encode_time(frames: np.ndarray, seconds: Sequence[float]) -> np.ndarray:
+def encode_time(frames: np.ndarray, seconds: Sequence[float] | np.ndarray) -> np.ndarray:
     """Paint each (H, W, 3) frame one flat colour that encodes its time
     (seconds, in 0.01 s steps up to 655 s: red and green hold the code,
     blue is 77), so a scripted model can tell which moment of the video a

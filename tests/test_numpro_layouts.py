@@ -194,7 +194,9 @@ def test_refine_settings_and_fallbacks():
     assert res.moment is not None and res.coarse is None and not res.settings["refine"]["used"]
     assert "first answer stands" in res.settings["refine"]["reason"]
 
-    def times_out_second(frames, prompt, fps, calls=[]):
+    calls = []
+
+    def times_out_second(frames, prompt, fps):
         calls.append(1)
         if len(calls) > 1:
             raise numpro.MLLMTimeoutError("the MLLM server timed out")
