@@ -127,28 +127,29 @@ def _candidate_times(candidates: list[Moment], m: int) -> np.ndarray:
     return starts[:, None] + (np.arange(m)[None, :] + 0.5) / m * (ends - starts)[:, None]
 
 
-def _frames_at(source: Any, times: np.ndarray, sample_fps: float) -> tuple[np.ndarray, np.ndarray]:
-    """Frames nearest to ``times`` (flat (n,) seconds): straight from frames
-    in memory, or from the file sampled at ``sample_fps`` (decoded once per
-    source). Returns (frames (n, H, W, 3), their times)."""
+def _frames_at(source: Any, times: np.ndarray, sample_fps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The frames nearest to ``times`` (flat (n,) seconds): straight from
+    frames in memory, or from the file sampled at ``sample_fps`` (decoded
+    once per source). Returns (decoded frames (T, H, W, 3), not to be
+    changed; (n,) indices into them; (n,) their times)."""
     if isinstance(source, InMemoryVideo):
         idx = np.clip(np.round(times * source.fps).astype(np.int64), 0, len(source.frames) - 1)
-        return source.frames[idx], idx / source.fps
+        return source.frames, idx, idx / source.fps
     sampled = source.sample(sample_fps)
     if len(sampled.times) == 0:
         raise InvalidInputError(f"no frames could be sampled from {getattr(source, 'name', source)}")
+    if len(sampled.times) == 1:
+        return sampled.frames, np.zeros(len(times), np.int64), sampled.times[np.zeros(len(times), np.int64)]
     pos = np.clip(np.searchsorted(sampled.times, times), 1, len(sampled.times) - 1)
     left = sampled.times[pos - 1]
     nearest = np.where(np.abs(times - left) <= np.abs(sampled.times[pos] - times), pos - 1, pos)
-    if len(sampled.times) == 1:
-        nearest = np.zeros(len(times), np.int64)
-    return sampled.frames[nearest], sampled.times[nearest]
+    return sampled.frames, nearest, sampled.times[nearest]
 
 
 def rerank(result: GroundingResult, video: Any, mllm: Any, query: str | None = None, top_k: int = 5,
            frames_per_candidate: int = 4, layout: str = "frames", prompt: ChoicePrompt = CHOICE_PROMPT,
            sample_fps: float = 2.0, font_size: float = 0.15, color: Any = "red", position: str = "bottom_right",
-           max_pixels: int | None = None, base_url: str | None = None) -> Reranked:
+           max_pixels: int | None = None, tile_size: int | None = 336, base_url: str | None = None) -> Reranked:
     """Let ``mllm`` choose among the scorer's top ``top_k`` moments.
 
     Args:
@@ -167,6 +168,7 @@ def rerank(result: GroundingResult, video: Any, mllm: Any, query: str | None = N
         sample_fps: rate a video file is decoded at to pick frames from.
         font_size, color, position: the painted candidate numbers.
         max_pixels: most pixels per grid image (default the model's).
+        tile_size: longest tile side in pixels in the grid layout (T2SGrid's 336).
 
     Returns:
         :class:`Reranked`; one MLLM call; never raises for a bad answer, a
@@ -199,18 +201,19 @@ def rerank(result: GroundingResult, video: Any, mllm: Any, query: str | None = N
     # shown in time order, numbered from 1; shown[j] is the scorer's rank
     shown = sorted(range(len(candidates)), key=lambda i: (candidates[i].start, candidates[i].end))
     times = _candidate_times([candidates[i] for i in shown], m)
-    frames, frame_times = _frames_at(source, times.ravel(), sample_fps)
+    decoded, picked, frame_times = _frames_at(source, times.ravel(), sample_fps)
     k = len(shown)
     if layout == "grid":
         limit = max_pixels or mllm_max_pixels(model)
         labels = [f"candidate {j // m + 1} | {t:.1f}s" for j, t in enumerate(frame_times)]
-        grids = tile_frames(frames, rows=1, cols=m, stride=m, max_pixels=limit, labels=labels)
+        grids = tile_frames(decoded, rows=1, cols=m, stride=m, max_pixels=limit, tile_size=tile_size, labels=labels,
+                            indices=picked)
         images: list[np.ndarray] = [g.image for g in grids]
-        settings.update(max_pixels=limit, grid={"rows": 1, "cols": m, "images": len(grids)},
+        settings.update(max_pixels=limit, grid={"rows": 1, "cols": m, "images": len(grids), "tile_size": tile_size},
                         font={"name": "Pillow default (Aileron)", "color": "white"})
     else:
         rgb = _rgb(color)
-        painted = np.array(frames, dtype=np.uint8, copy=True)  # never paint on a shared decoded video
+        painted = decoded[picked]  # a copy: painting it never touches the decoded video
         size = resolve_font_size(font_size, painted.shape[1])
         for j in range(len(painted)):
             _paint(painted[j], str(j // m + 1), size, rgb, position, 0)

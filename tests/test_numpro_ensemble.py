@@ -96,7 +96,7 @@ def test_grid_layout_shows_one_captioned_image_per_candidate(monkeypatch):
     out = numpro.rerank(_result(SPANS), video, ScriptedMLLM(pick), layout="grid", frames_per_candidate=3)
     assert len(seen[-1]) == 5 and all(len(g.numbers) == 3 for g in seen[-1])
     assert out.best.start == 45.0 and out.chosen == 3
-    assert out.settings["grid"] == {"rows": 1, "cols": 3, "images": 5}
+    assert out.settings["grid"] == {"rows": 1, "cols": 3, "images": 5, "tile_size": 336}
 
 
 @pytest.mark.parametrize("reply", ["None of the candidates shows it.", "Candidate 9", "", "Maybe the second one?",

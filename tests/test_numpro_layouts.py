@@ -72,29 +72,33 @@ def test_tiles_hold_every_frame_in_order_captioned_with_number_and_time():
     grids = numpro.tile_frames(sampled.frames, sampled.times, rows=3, cols=4, stride=6)  # T2SGrid's half-grid stride
     assert [g.numbers[0] for g in grids] == [0, 6, 12, 18]
     assert grids[-1].numbers == tuple(range(18, 30))
+    cap = numpro.grid_geometry(90, 160).caption_height
+    assert cap == 18
     for g in grids:
-        assert g.image.shape == (3 * (90 + 13), 4 * 160, 3)
+        assert g.image.shape == (3 * (90 + cap), 4 * 160, 3)
         for number, t, (top, left, h, w) in zip(g.numbers, g.times, g.boxes):
             assert t == sampled.times[number]
             assert decode_time(g.image[top:top + h, left:left + w]) == pytest.approx(sampled.times[number], abs=0.006)
-            strip = g.image[top + h:top + h + 13, left:left + w]
+            strip = g.image[top + h:top + h + cap, left:left + w]
             assert (strip.sum(axis=-1) > 600).sum() > 20  # white caption text on the black strip
     # a partial last grid: the missing tiles are black
     grids = numpro.tile_frames(sampled.frames[:14], sampled.times[:14], rows=3, cols=4)
-    assert grids[1].numbers == (12, 13) and grids[1].image[103:, :].max() == 0
+    assert grids[1].numbers == (12, 13) and grids[1].image[90 + cap:, :].max() == 0
 
 
 def test_captions_show_number_and_time_as_text():
-    # the caption of tile 7 at 3.5 s is the rendered text "7 | 3.5s"
-    from numpro.overlay import _glyph
+    # the caption of tile 7 at 3.5 s is the text "7 | 3.5s", laid out from its characters
+    from numpro.overlay import _char_mask, _line_mask
 
     frames = np.zeros((8, 60, 80, 3), np.uint8)
     g = numpro.tile_frames(frames, np.arange(8) * 0.5, rows=2, cols=4)[0]
     top, left, h, w = g.boxes[7]
     strip = g.image[top + h:, left:left + w, 0].astype(np.float32) / 255
-    mask, _ = _glyph("7 | 3.5s", int(round(0.14 * 60 * 0.8)) if 0.14 * 60 >= 12 else int(12 * 0.8))
+    mask = _line_mask("7 | 3.5s", int(16 * 0.8))
+    assert mask.shape[1] == sum(_char_mask(c, 12).shape[1] for c in "7 | 3.5s")
     ys, xs = np.nonzero(strip > 0.5)
-    assert ys.size and xs.max() - xs.min() + 1 == pytest.approx(mask.shape[1], abs=2)
+    mys, mxs = np.nonzero(mask > 0.5)
+    assert ys.size == mys.size and xs.max() - xs.min() == mxs.max() - mxs.min()  # that exact text
 
 
 @settings(max_examples=60, deadline=None)
