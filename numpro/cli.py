@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"best clip: {hl.top(1)[0]} ({hl.top(1)[0] * hl.clip:g}-{(hl.top(1)[0] + 1) * hl.clip:g} s)"
                       + (f"; {hl.error}" if hl.error else ""))
                 print(format_settings(hl.settings))
-            return 0 if not hl.error else 1
+            return 0 if hl.scores.any() else 1
         settings = NumProSettings.make(fps=args.fps, refine=args.refine, refine_fps=args.refine_fps,
                                        refine_margin=args.refine_margin, **display)
         res = _run(args.video, args.query, mllm, settings)

@@ -9,7 +9,7 @@ error) the scorer's ranking stands and ``reason`` says why.
 
 Cost: exactly one MLLM call per query, with ``top_k x frames_per_candidate``
 images (20 by default; ``layout="grid"`` sends ``top_k`` grid images
-instead) and a prompt of about 80 words, answered in a few tokens. With
+instead) and a prompt of about 50 words, answered in a few tokens. With
 Qwen2-VL at 448 x 252 pixels per frame that is about 20 x 144 = 2,900 image
 tokens. Library time per query besides that call (choosing the frames from
 a decoded video, painting, parsing, reordering) is measured in

@@ -234,6 +234,12 @@ def test_numpro_cli_prints_the_settings_and_saves_a_contact_sheet(tmp_path, caps
                  "max pixels:     90000", "layout:         grid (2 x 2 tiles", "refine:         "):
         assert line in text, line
     assert "SECRET" not in text
+    with ChatServer(lambda req, n: Reply("Frame 0: 1\nFrame 1: 4")) as server:
+        code = main([video, "a bar", "--base-url", server.url, "--model", "m", "--highlights"])
+    lines = capsys.readouterr().out.splitlines()
+    # 5 s: three 2 s clips; at 0.5 fps two frames, at 0 s and 4.9 s; clip 1 has none and takes the nearest's
+    assert code == 0 and lines[0] == "1 4 4" and lines[1] == "best clip: 1 (2-4 s)"
+    assert "prompt version: numpro-highlights-1" in lines
     code = main([str(tmp_path / "missing.mp4"), "a bar", "--base-url", "http://127.0.0.1:9/v1"])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("numpro: ") and err.count("\n") == 1 and "Traceback" not in err
