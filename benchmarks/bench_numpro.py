@@ -55,26 +55,28 @@ def bench_layouts(repeats: int) -> None:
     import numpro
 
     rng = np.random.default_rng(0)
-    h, w = 336, 596
-    frames = rng.integers(0, 255, (600, h, w, 3), dtype=np.uint8)
     times = np.arange(600, dtype=np.float64)
-    numpro.number_frames(frames[:2])
-    numpro.tile_frames(frames[:24], times[:24])  # numba compile (cached on disk) and glyph warm-up
-    print(f"600 frames of {w}x{h} (a 10-minute video at 1 fps)")
-    paint = best_of(lambda: numpro.number_frames(frames, inplace=True), repeats)
-    print(f"  paint numbers (frames layout), in place:          {paint * 1e3:7.1f} ms")
-    cases = [("tiles for ~16k Qwen2-VL tokens in all, 3x4", dict(max_pixels=170_000)),
-             ("T2SGrid's 336-px tiles, 3x4, Qwen2-VL max_pixels", dict(tile_size=336, max_pixels=1_003_520))]
-    for label, kw in cases:
-        geo = numpro.grid_geometry(h, w, 3, 4, **kw)
-        tiled = best_of(functools.partial(numpro.tile_frames, frames, times, rows=3, cols=4, **kw), repeats)
-        naive = best_of(functools.partial(pil_tiles, frames, times, 3, 4, (geo.tile_height, geo.tile_width)),
-                        max(1, repeats // 2))
-        n_grids = len(geo.starts(600))
-        mb = n_grids * geo.pixels * 3 / 2**20
-        print(f"  tile ({label}): {geo.tile_width}x{geo.tile_height} tiles, {n_grids} grids, {mb:.0f} MB out")
-        print(f"      numpro.tile_frames (captions included) {tiled * 1e3:7.1f} ms   "
-              f"PIL resize + paste + text (naive) {naive * 1e3:7.1f} ms   paint + tile {(paint + tiled) * 1e3:7.1f} ms")
+    for h, w, big in ((336, 596, True), (720, 1280, False)):
+        frames = rng.integers(0, 255, (600, h, w, 3), dtype=np.uint8)
+        numpro.number_frames(frames[:2])
+        numpro.tile_frames(frames[:24], times[:24])  # numba compile (cached on disk) and glyph warm-up
+        print(f"600 frames of {w}x{h} (a 10-minute video at 1 fps)")
+        paint = best_of(functools.partial(numpro.number_frames, frames, inplace=True), repeats)
+        print(f"  paint numbers (frames layout), in place: {paint * 1e3:7.1f} ms")
+        cases = [("tiles for ~16k Qwen2-VL tokens in all", dict(max_pixels=170_000))]
+        if big:
+            cases.append(("T2SGrid's 336-px tiles, Qwen2-VL max_pixels", dict(tile_size=336, max_pixels=1_003_520)))
+        for label, kw in cases:
+            geo = numpro.grid_geometry(h, w, 3, 4, **kw)
+            tiled = best_of(functools.partial(numpro.tile_frames, frames, times, rows=3, cols=4, **kw), repeats)
+            naive = best_of(functools.partial(pil_tiles, frames, times, 3, 4, (geo.tile_height, geo.tile_width)),
+                            max(1, repeats // 3))
+            n_grids = len(geo.starts(600))
+            mb = n_grids * geo.pixels * 3 / 2**20
+            print(f"  tile 3x4 ({label}): {geo.tile_width}x{geo.tile_height} tiles, {n_grids} grids, {mb:.0f} MB")
+            print(f"      numpro.tile_frames (captions included) {tiled * 1e3:7.1f} ms   "
+                  f"PIL resize + paste + text (naive) {naive * 1e3:7.1f} ms   paint + tile {(paint + tiled) * 1e3:7.1f} ms")
+        del frames
 
 
 def bench_ensemble(repeats: int, queries: int = 200) -> None:
