@@ -4,8 +4,12 @@ Paint each sampled frame's number on it and ask a video MLLM which frames
 show the event::
 
     import numpro
-    mllm = numpro.QwenVL("Qwen/Qwen2-VL-7B-Instruct")      # or numpro.OpenAIVisionMLLM("gpt-4o")
+    mllm = numpro.QwenVL("Qwen/Qwen2.5-VL-7B-Instruct")    # or numpro.OpenAIVisionMLLM("gpt-4o")
     moment = numpro.ground("clip.mp4", "a person opens the door", mllm=mllm, fps=1.0)
+    res = numpro.run("clip.mp4", "a person opens the door", mllm, layout="grid", refine=True)
+    res.moment, res.settings                                # the span and what decided it
+    numpro.highlights("clip.mp4", "a person opens the door", mllm=mllm).scores   # per 2 s clip
+    numpro.ensemble("clip.mp4", "a person opens the door", mllm=mllm)          # MLLM picks a TFVTG proposal
 
 Built on tfvtg's public API only; its errors are :class:`tfvtg.TfvtgError`.
 """
@@ -17,12 +21,18 @@ from typing import Any
 # public name -> submodule defining it; no submodule shares a public name,
 # so importing a submodule never replaces a function on this package
 _HOME = {
-    "sample_frames": "grounding", "ground": "grounding", "ground_many": "grounding", "NumProResult": "grounding",
+    "sample_frames": "grounding", "ground": "grounding", "run": "grounding", "ground_many": "grounding",
+    "NumProResult": "grounding", "NumProSettings": "grounding",
+    "InMemoryVideo": "source", "VideoFile": "source",
     "number_frames": "overlay", "contact_sheet": "overlay", "write_video": "overlay",
+    "tile_frames": "grid", "grid_geometry": "grid", "Grid": "grid", "GridGeometry": "grid",
     "parse_answer": "parse", "Answer": "parse",
     "PromptTemplate": "prompt", "DEFAULT_PROMPT": "prompt",
-    "MLLM": "mllm", "QwenVL": "mllm", "OpenAIVisionMLLM": "mllm",
-    "NumProError": "errors", "MLLMError": "errors", "NoAnswerError": "errors",
+    "MLLM": "mllm", "QwenVL": "mllm", "OpenAIVisionMLLM": "mllm", "load_mllm": "mllm",
+    "highlights": "saliency", "Highlights": "saliency", "HighlightPrompt": "saliency",
+    "rerank": "reranking", "ensemble": "reranking", "Reranked": "reranking", "ChoicePrompt": "reranking",
+    "NumProError": "errors", "MLLMError": "errors", "MLLMTimeoutError": "errors",
+    "MLLMConfigurationError": "errors", "NoAnswerError": "errors",
     "plot_numpro_answer": "plot",
 }
 __all__ = sorted(_HOME)

@@ -1,11 +1,12 @@
 """numpro's errors: all are :class:`tfvtg.TfvtgError` too."""
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
-from tfvtg.errors import TfvtgError
+from tfvtg.errors import MissingExtraError, TfvtgError
 
-__all__ = ["NumProError", "MLLMError", "NoAnswerError"]
+__all__ = ["NumProError", "MLLMError", "MLLMTimeoutError", "MLLMConfigurationError", "NoAnswerError", "require"]
 
 
 class NumProError(TfvtgError):
@@ -16,12 +17,41 @@ class MLLMError(NumProError, RuntimeError):
     """The multimodal model could not be loaded or did not answer."""
 
 
+class MLLMTimeoutError(MLLMError, TimeoutError):
+    """The multimodal model gave no answer within the timeout."""
+
+
+class MLLMConfigurationError(MLLMError):
+    """The model cannot be used at all (weights missing, not a supported
+    checkpoint, a server refusing the key or the model): no retry helps, so
+    a batch stops instead of failing every query."""
+
+
 class NoAnswerError(NumProError, ValueError):
     """The model's reply names no usable frame span; ``.answer`` keeps the
     parsed answer with its ``reason`` and ``raw`` text."""
 
-    def __init__(self, answer: Any):
-        reason = getattr(answer, "reason", "") or "no span"
-        raw = str(getattr(answer, "raw", ""))
+    def __init__(self, answer: Any, reason: str = ""):
+        reason = reason or getattr(answer, "reason", "") or "no span"
+        raw = str(getattr(answer, "raw", "") or "")
         super().__init__(f"no frame span in the model's answer ({reason}): {raw[:200]!r}")
         self.answer = answer
+        self.reason = reason
+
+
+_EXTRA_OF = {"torch": "vision", "transformers": "vision", "PIL": "vision", "av": "vision", "openai": "llm",
+             "matplotlib": "plot"}
+
+
+def require(module: str) -> Any:
+    """Import ``module`` or raise :class:`tfvtg.MissingExtraError` naming the
+    tfvtg extra that installs it."""
+    try:
+        return import_module(module)
+    except ModuleNotFoundError as exc:
+        top = module.split(".")[0]
+        if exc.name is not None and exc.name.split(".")[0] != top:
+            raise  # something inside the package is broken, not missing
+        extra = _EXTRA_OF.get(top, "all")
+        raise MissingExtraError(f"{top} is not installed; install the extra with: pip install \"tfvtg[{extra}]\"",
+                                name=top) from exc

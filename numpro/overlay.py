@@ -51,14 +51,70 @@ def _glyph(text: str, size: int) -> tuple[np.ndarray, int]:
     return np.asarray(img, dtype=np.float32) / 255.0, bottom - top
 
 
-def _rgb(color: Any) -> tuple[int, int, int]:
+@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=1024)
+def _char_mask(char: str, size: int) -> np.ndarray:
+    """(line height, advance width) float32 alpha of one character, placed on
+    the font's baseline, so characters laid side by side make a line."""
+    from PIL import Image, ImageDraw
+
+    font = _font(size)
+    ascent, descent = font.getmetrics()
+    width = max(1, int(round(font.getlength(char))))
+    img = Image.new("L", (width, ascent + descent), 0)
+    ImageDraw.Draw(img).text((0, 0), char, font=font, fill=255)
+    return np.asarray(img, dtype=np.float32) / 255.0
+
+
+@functools.lru_cache(maxsize=2048)
+def _char_ink(char: str, size: int, rgb: tuple[int, int, int]) -> np.ndarray:
+    """(line height, advance, 3) uint8: one character in ``rgb`` on black."""
+    return (_char_mask(char, size)[..., None] * np.asarray(rgb, np.float32) + 0.5).astype(np.uint8)
+
+
+def write_line(canvas: np.ndarray, text: str, size: int, top: int, left: int, height: int, width: int,
+               rgb: tuple[int, int, int]) -> int:
+    """Write ``text`` in ``rgb`` centred in the black box (top, left, height,
+    width) of ``canvas``, from cached characters (no font rendering once
+    warm); a line wider than the box is shrunk once, then clipped. Returns
+    the font size used."""
+    advance = sum(_char_mask(c, size).shape[1] for c in text)
+    if advance > width - 2 and size > 6:
+        size = max(6, int(size * (width - 2) / advance))
+        advance = sum(_char_mask(c, size).shape[1] for c in text)
+    x = left + max(0, (width - advance) // 2)
+    right = left + width
+    for c in text:
+        ink = _char_ink(c, size, rgb)
+        h = min(ink.shape[0], height)
+        y = top + (height - h) // 2
+        w = min(ink.shape[1], right - x)
+        if w <= 0:
+            break
+        canvas[y:y + h, x:x + w] = ink[:h, :w]
+        x += ink.shape[1]
+    return size
+
+
+def _line_mask(text: str, size: int) -> np.ndarray:
+    """(h, w) alpha of a line of text, built from cached characters: text
+    that changes every call (times in captions) costs no font rendering."""
+    return np.hstack([_char_mask(c, size) for c in text]) if text else np.zeros((1, 1), np.float32)
+
+
+def _named_rgb(color: str) -> tuple[int, int, int]:
     from PIL import ImageColor
 
+    try:
+        r, g, b = ImageColor.getrgb(color)[:3]
+    except ValueError:
+        raise InvalidInputError(f"unknown colour {color!r}: use a name, '#rrggbb' or an (r, g, b) tuple") from None
+    return int(r), int(g), int(b)
+
+
+def _rgb(color: Any) -> tuple[int, int, int]:
     if isinstance(color, str):
-        try:
-            return tuple(ImageColor.getrgb(color)[:3])  # type: ignore[return-value]
-        except ValueError:
-            raise InvalidInputError(f"unknown colour {color!r}: use a name, '#rrggbb' or an (r, g, b) tuple") from None
+        return _named_rgb(color)
     values = [int(c) for c in list(color)[:3]]
     if len(values) != 3 or not all(0 <= v <= 255 for v in values):
         raise InvalidInputError(f"colour must be three values in 0..255, got {color!r}")
@@ -159,7 +215,7 @@ def contact_sheet(frames: Sequence[Any], columns: int = 8, thumb_width: int = 24
     rows = -(-len(items) // cols)
     sheet = Image.new("RGB", (cols * tw + (cols + 1) * gap, rows * th + (rows + 1) * gap), (24, 24, 24))
     for i, arr in enumerate(items):
-        thumb = Image.fromarray(arr).resize((tw, th), Image.BILINEAR)
+        thumb = Image.fromarray(arr).resize((tw, th), Image.Resampling.BILINEAR)
         r, c = divmod(i, cols)
         sheet.paste(thumb, (gap + c * (tw + gap), gap + r * (th + gap)))
     return sheet
@@ -184,7 +240,7 @@ def write_video(frames: Sequence[Any], path: str | os.PathLike[str], fps: float 
     rate = fractions.Fraction(fps).limit_denominator(1000)
     try:
         with av.open(tmp, "w") as container:
-            stream = None
+            stream: Any = None
             for name in ([codec] if codec else ["libx264", "h264", "mpeg4"]):
                 try:
                     stream = container.add_stream(name, rate=rate)

@@ -407,7 +407,19 @@ class _Reader:
     def negated(self, i: int, j: int) -> bool:
         """A negation in the clause of numbers ``i``..``j`` (see module doc)."""
         _, after_end = self.after(j)
-        return self.neg_before(i) or self.neg_before(j) or self.neg_after(after_end)
+        return self.neg_before(i) or self.neg_before(j) or self.neg_after(after_end) or self.verdict_after(j)
+
+    def verdict_after(self, j: int) -> bool:
+        """A negation after a colon later in the same sentence ("..., when
+        the man opens the door: not present."): a verdict on the whole
+        sentence, commas notwithstanding."""
+        c = bisect_right(self.cues, j)
+        if c == len(self.cues):
+            return False
+        e = bisect_right(self.clause_ends, j)
+        end = self.clause_ends[e] if e < len(self.clause_ends) else self.n
+        cue = self.cues[c]
+        return cue < end and ":" in self.tk[j + 1:cue]
 
     def partner(self, i: int) -> int:
         """The next number at the same bracket depth within the same sentence

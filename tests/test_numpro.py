@@ -1,4 +1,6 @@
-"""numpro: overlay, parser, prompt, API backend on a local server, tiny Qwen2-VL."""
+"""numpro: overlay, prompt, API backend on a local server, time mapping, tiny Qwen2-VL.
+
+(The answer parser's own tests are in test_numpro_parse.py.)"""
 from __future__ import annotations
 
 import base64
@@ -10,6 +12,7 @@ import pytest
 from chat_server import ChatServer, Reply
 
 import numpro
+from numpro.testing import ScriptedMLLM
 from tfvtg import Moment
 from tfvtg.testing import make_video
 
@@ -79,16 +82,38 @@ def test_contact_sheet_and_write_video(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp" or p.name.startswith("tmp")]
 
 
-# ---------------------------------------------------------------- parser: tests/test_numpro_parse.py
-
 # ---------------------------------------------------------------- prompt
 
 def test_prompt_template():
     text = numpro.DEFAULT_PROMPT.render("A person opens the door.")
     assert "red" in text and "bottom right" in text and "a person opens the door" in text
     assert "From Frame x to Frame y" in text
+    assert numpro.DEFAULT_PROMPT.label == "numpro-1"
     custom = numpro.PromptTemplate(instruction="Numbers are {color}.", question="When does {query} happen?")
     assert custom.render("x", color="blue") == "Numbers are blue. When does x happen?"
+    assert custom.label.startswith("custom-") and custom.label != numpro.PromptTemplate(question="{query}?").label
+    grid = numpro.DEFAULT_PROMPT.render("x", layout="grid", grids=[(0, 11, 0.0, 11.0), (12, 15, 12.0, 15.5)])
+    assert "Image 1: frames 0 to 11 (0.0s to 11.0s)." in grid and "Image 2: frames 12 to 15 (12.0s to 15.5s)." in grid
+    with pytest.raises(ValueError, match="layout"):
+        numpro.DEFAULT_PROMPT.render("x", layout="mosaic")
+
+
+# ---------------------------------------------------------------- time mapping
+
+def test_frame_numbers_map_to_the_time_each_sampled_frame_was_decoded_at(tmp_path):
+    # 80 frames at 10 fps sampled at 1 fps: indices linspace(0, 79, 8) rounded,
+    # so frame k is at 0, 1.1, 2.3, 3.4, 4.5, 5.6, 6.8, 7.9 s (not k / fps)
+    video = make_video(tmp_path / "v.mp4", n_frames=80, fps=10, size=(64, 48))
+    frames, times, duration = numpro.sample_frames(video, 1.0)
+    assert len(frames) == 8 and duration == 8.0
+    assert np.allclose(times, [0, 1.1, 2.3, 3.4, 4.5, 5.6, 6.8, 7.9])
+    mllm = ScriptedMLLM("From Frame 2 to Frame 5")
+    assert numpro.ground(video, "x", mllm=mllm) == Moment(2.3, 5.6, 1.0)
+    mllm.script = "frame 7"  # one frame spans one sample interval, clipped to the video
+    assert numpro.ground(video, "x", mllm=mllm) == Moment(7.9, 8.0, 1.0)
+    # an array is frames already sampled at fps: frame k at k / fps
+    assert numpro.ground(np.zeros((6, 32, 32, 3), np.uint8), "x", mllm=ScriptedMLLM("from 1 to 4"), fps=2.0) == \
+        Moment(0.5, 2.0, 1.0)
 
 
 # ---------------------------------------------------------------- API backend
@@ -97,14 +122,18 @@ def _images(request):
     return [part["image_url"]["url"] for part in request["messages"][0]["content"] if part["type"] == "image_url"]
 
 
-def test_openai_backend_sends_every_numbered_frame_and_maps_answer(tmp_path):
+def _decode(url):
     from PIL import Image
 
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB"))
+
+
+def test_openai_backend_sends_every_numbered_frame_and_maps_answer(tmp_path):
     video = make_video(tmp_path / "v.mp4", n_frames=80, fps=10, size=(160, 96))  # 8 s -> 8 frames at 1 fps
     with ChatServer(lambda req, n: Reply("The answer: From Frame 2 to Frame 5.")) as server:
         mllm = numpro.OpenAIVisionMLLM("served-qwen", base_url=server.url, api_key="sk-test-SECRET-9")
-        moment = numpro.ground(video, "a green bar moves", mllm=mllm, fps=1.0)
-    assert moment == Moment(2.0, 5.0, 1.0)
+        res = numpro.run(video, "a green bar moves", mllm, fps=1.0)
+    assert res.moment == Moment(2.3, 5.6, 1.0)
     req = server.requests[0]
     text = req["messages"][0]["content"][0]["text"]
     assert "a green bar moves" in text and "frame number" in text
@@ -112,10 +141,33 @@ def test_openai_backend_sends_every_numbered_frame_and_maps_answer(tmp_path):
     assert len(urls) == 8
     for i, url in enumerate(urls):
         assert url.startswith("data:image/jpeg;base64,")
-        img = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB"))
+        img = _decode(url)
         corner = img[img.shape[0] // 2:, img.shape[1] // 2:]
         assert len(_ink(corner, (255, 0, 0))) > 5, i  # a red number in the bottom-right corner
     assert server.headers[0]["authorization"] == "Bearer sk-test-SECRET-9"
+    # the settings that decided the answer, never the key
+    st = res.settings
+    assert st["model"] == "served-qwen" and st["mllm"]["backend"] == "openai"
+    assert st["mllm"]["base_url"] == server.url and st["max_pixels"] == 768 * 768
+    assert st["prompt"] == text and st["prompt_version"] == "numpro-1"
+    assert (st["fps"], st["n_frames"], st["layout"]) == (1.0, 8, "frames")
+    assert st["font"]["size"] == 40 and st["font"]["color"] == "red" and st["font"]["position"] == "bottom_right"
+    assert "SECRET" not in json.dumps(res.to_dict())
+
+
+def test_openai_backend_grid_layout_respects_max_pixels(tmp_path):
+    video = make_video(tmp_path / "v.mp4", n_frames=300, fps=10, size=(320, 180))  # 30 frames at 1 fps
+    with ChatServer(lambda req, n: Reply("From Frame 12 to Frame 20")) as server:
+        mllm = numpro.OpenAIVisionMLLM("m", base_url=server.url, max_pixels=400 * 300, max_side=None)
+        res = numpro.run(video, "a bar", mllm, layout="grid", rows=3, cols=4)
+    urls = _images(server.requests[0])
+    assert len(urls) == res.settings["grid"]["images"] == 3  # 30 frames in grids of 12
+    for url in urls:
+        h, w = _decode(url).shape[:2]
+        assert h * w <= 400 * 300  # tiles shrank to fit: the server never had to
+    assert res.settings["grid"]["shrunk"] and res.settings["max_pixels"] == 400 * 300
+    assert res.moment is not None and abs(res.moment.start - res.timestamps[12]) < 1e-9
+    assert "Image 3: frames 24 to 29" in server.requests[0]["messages"][0]["content"][0]["text"]
 
 
 def test_openai_backend_no_answer_timeout_and_batch(tmp_path):
@@ -132,12 +184,36 @@ def test_openai_backend_no_answer_timeout_and_batch(tmp_path):
     with ChatServer(lambda req, n: Reply("From Frame 1 to Frame 2", delay=3)) as server:
         mllm = numpro.OpenAIVisionMLLM("m", base_url=server.url, api_key="sk-test-SECRET-9", timeout=0.5,
                                        max_retries=0)
-        with pytest.raises(numpro.MLLMError, match="timed out") as info:
+        with pytest.raises(numpro.MLLMTimeoutError, match="timed out") as info:
             numpro.ground(video, "x", mllm=mllm)
+        assert isinstance(info.value, TimeoutError) and isinstance(info.value, numpro.MLLMError)
+        # run() and batches fall back: no answer, the reason kept
+        res = numpro.run(video, "x", mllm)
+        assert res.moment is None and "timed out" in res.error
+    assert "SECRET" not in str(info.value) and "SECRET" not in res.error
+
+
+def test_openai_backend_server_errors_fall_back_and_a_refused_key_stops_the_batch(tmp_path):
+    video = make_video(tmp_path / "v.mp4", n_frames=30, fps=10)
+
+    def flaky(req, n):
+        return Reply(body={"error": {"message": "overloaded"}}, status=500) if n == 0 else Reply("frames 0-1")
+
+    with ChatServer(flaky) as server:
+        mllm = numpro.OpenAIVisionMLLM("m", base_url=server.url, max_retries=0)
+        results = numpro.ground_many([(video, "x"), (video, "y")], mllm=mllm, progress=False)
+    assert results[0].moment is None and "InternalServerError" in results[0].error
+    assert results[1].moment is not None  # the batch went on
+    refused = Reply(body={"error": {"message": "bad key sk-test-SECRET-9"}}, status=401)
+    with ChatServer(lambda req, n: refused) as server:
+        mllm = numpro.OpenAIVisionMLLM("m", base_url=server.url, api_key="sk-test-SECRET-9", max_retries=0)
+        with pytest.raises(numpro.MLLMConfigurationError, match="check the key") as info:
+            numpro.ground_many([(video, "x"), (video, "y")], mllm=mllm, progress=False)
+        assert len(server.requests) == 1  # stopped at once instead of failing every query
     assert "SECRET" not in str(info.value)
 
 
-def test_numpro_cli_and_contact_sheet(tmp_path, capsys, monkeypatch):
+def test_numpro_cli_prints_the_settings_and_saves_a_contact_sheet(tmp_path, capsys, monkeypatch):
     from numpro.cli import main
 
     video = make_video(tmp_path / "v.mp4", n_frames=50, fps=10)
@@ -145,35 +221,25 @@ def test_numpro_cli_and_contact_sheet(tmp_path, capsys, monkeypatch):
     with ChatServer(lambda req, n: Reply("from frame 1 to frame 3")) as server:
         code = main([video, "a bar", "--base-url", server.url, "--model", "m", "--json",
                      "--sheet", str(tmp_path / "sheet.png")])
+        assert code == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["moment"] == {"start": 1.2, "end": 3.7, "score": 1.0}
+        assert out["settings"]["model"] == "m" and out["settings"]["n_frames"] == 5
+        assert (tmp_path / "sheet.png").stat().st_size > 5_000
+        code = main([video, "a bar", "--base-url", server.url, "--model", "m", "--layout", "grid", "--rows", "2",
+                     "--cols", "2", "--refine", "--max-pixels", "90000"])
+        text = capsys.readouterr().out
     assert code == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["moment"] == {"start": 1.0, "end": 3.0, "score": 1.0}
-    assert (tmp_path / "sheet.png").stat().st_size > 5_000
-
-
-# ---------------------------------------------------------------- tiny Qwen2-VL
-
-@pytest.fixture(scope="module")
-def tiny_qwen_dir(tmp_path_factory):
-    pytest.importorskip("torch")
-    from numpro.testing import build_tiny_qwen2_vl
-
-    try:
-        return build_tiny_qwen2_vl(tmp_path_factory.mktemp("tiny-qwen"))
-    except ImportError as exc:  # pragma: no cover
-        pytest.skip(f"tiny Qwen2-VL cannot be built here: {exc}")
-
-
-def test_tiny_qwen2_vl_through_from_pretrained(tiny_qwen_dir, tmp_path):
-    video = make_video(tmp_path / "v.mp4", n_frames=40, fps=10, size=(64, 64))
-    mllm = numpro.QwenVL(tiny_qwen_dir, device="cpu", max_new_tokens=4)
-    results = numpro.ground_many([(video, "a person opens the door")], mllm=mllm, progress=False)
-    (res,) = results
-    assert res.answer is not None and isinstance(res.answer.raw, str)  # nonsense, but an answer
-    assert res.moment is None or 0 <= res.moment.start <= res.moment.end <= 4.0
-    assert mllm._loaded is not None
-
-
-def test_missing_qwen_model_says_how_to_point_at_local_weights(tmp_path):
-    with pytest.raises(numpro.MLLMError, match="QwenVL\\(model=DIR\\)"):
-        numpro.QwenVL(str(tmp_path / "nowhere")).answer([np.zeros((8, 8, 3), np.uint8)] * 2, "x")
+    for line in ("model:          m (openai)", "prompt version: numpro-1", "fps:            1.0",
+                 "max pixels:     90000", "layout:         grid (2 x 2 tiles", "refine:         "):
+        assert line in text, line
+    assert "SECRET" not in text
+    with ChatServer(lambda req, n: Reply("Frame 0: 1\nFrame 1: 4")) as server:
+        code = main([video, "a bar", "--base-url", server.url, "--model", "m", "--highlights"])
+    lines = capsys.readouterr().out.splitlines()
+    # 5 s: three 2 s clips; at 0.5 fps two frames, at 0 s and 4.9 s; clip 1 has none and takes the nearest's
+    assert code == 0 and lines[0] == "1 4 4" and lines[1] == "best clip: 1 (2-4 s)"
+    assert "prompt version: numpro-highlights-1" in lines
+    code = main([str(tmp_path / "missing.mp4"), "a bar", "--base-url", "http://127.0.0.1:9/v1"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("numpro: ") and err.count("\n") == 1 and "Traceback" not in err

@@ -336,7 +336,9 @@ def test_ground_many_and_cli_keep_reason_and_raw_text(tmp_path, capsys, monkeypa
         code = main([video, "x", "--base-url", server.url, "--model", "m", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 1
-    assert out == {"query": "x", "moment": None, "answer": refusal, "reason": NOT_SHOWN, "frames": None}
+    assert {k: out[k] for k in ("query", "moment", "answer", "reason", "frames")} == \
+        {"query": "x", "moment": None, "answer": refusal, "reason": NOT_SHOWN, "frames": None}
+    assert out["settings"]["model"] == "m"  # the settings that decided the answer come along
     with ChatServer(lambda req, n: Reply("From Frame 1 to Frame 2")) as server:
         code = main([video, "x", "--base-url", server.url, "--model", "m", "--json"])
     out = json.loads(capsys.readouterr().out)

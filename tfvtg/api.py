@@ -20,7 +20,7 @@ from .core.decomposition import Decomposition
 from .core.features import VideoFeatures
 from .core.grounder import Decomposer, Grounder, TextEncoder
 from .core.moments import GroundingResult
-from .errors import InvalidTypeError
+from .errors import InvalidInputError, InvalidTypeError, MissingExtraError
 
 __all__ = ["ground", "default_encoder", "features_for_video"]
 
@@ -64,7 +64,8 @@ def ground(video: VideoFeatures | str | os.PathLike[str], query: str, *,
            decomposition: Decomposition | Mapping[str, Any] | None = None,
            decomposer: Decomposer | None = None,
            fps: float = 3.0,
-           use_llm: bool = True) -> GroundingResult:
+           use_llm: bool = True,
+           mllm: Any = None) -> GroundingResult:
     """One call from a video (file path or :class:`VideoFeatures`) and a
     sentence to ranked moments in seconds.
 
@@ -76,7 +77,17 @@ def ground(video: VideoFeatures | str | os.PathLike[str], query: str, *,
     through the environment (OPENAI_API_KEY or TFVTG_LLM_BASE_URL) decomposes
     the query unless ``use_llm=False``; with none, or when the LLM fails,
     grounding is VLM-only (``result.decomposition.fallback`` tells).
+
+    ``mllm`` (a model name or directory, or an MLLM object) lets a video
+    MLLM choose among the top proposals (numpro's reranker, found through
+    the ``tfvtg.rerankers`` entry point "mllm"; one MLLM call; the scorer's
+    ranking stands when its answer is unusable). It needs the video file.
     """
+    reranker = None
+    if mllm is not None:
+        if not isinstance(video, (str, os.PathLike)):
+            raise InvalidInputError("mllm= shows the MLLM the video's frames: pass the video file, not its features")
+        reranker = _mllm_reranker()
     if isinstance(video, (str, os.PathLike)):
         encoder = default_encoder() if text_encoder is None else text_encoder
         features = features_for_video(Path(video), encoder=encoder, fps=fps)
@@ -92,4 +103,21 @@ def ground(video: VideoFeatures | str | os.PathLike[str], query: str, *,
         from .llm import default_decomposer
 
         decomposer = default_decomposer()  # None, with a one-line notice, when no LLM is configured
-    return Grounder(text_encoder, config, decomposer).ground(features, query, decomposition)
+    result = Grounder(text_encoder, config, decomposer).ground(features, query, decomposition)
+    if reranker is not None:
+        result = reranker(result, video, query, mllm)
+    return result
+
+
+def _mllm_reranker() -> Any:
+    """numpro's MLLM reranker, found through its entry point (tfvtg never
+    imports numpro)."""
+    from importlib.metadata import entry_points
+
+    found = [ep for ep in entry_points(group="tfvtg.rerankers") if ep.name == "mllm"]
+    if not found:
+        raise MissingExtraError(
+            "mllm= needs numpro's MLLM reranker (entry point 'mllm' in group 'tfvtg.rerankers'), which is not "
+            "installed: install tfvtg with its vision extra (pip install \"tfvtg[vision,llm]\"; numpro ships "
+            "with it), or reinstall it so that its entry points are registered", name="numpro")
+    return found[0].load()
