@@ -48,7 +48,8 @@ class GroundingConfig:
         sub_event_top_k: k, candidates kept per sub-event after voting
             (k**m combinations for m sub-events).
         query_candidates: candidates of the whole query that enter the final vote.
-        integrated_candidates: integrated sub-event spans that enter the final vote.
+        integrated_candidates: integrated sub-event spans that enter the final
+            vote ("reference" integration; "paper" keeps its best one).
         nan_safe: the numeric rule only: give a window with no foreground
             frame outside it a finite static score (outside mean 0) instead
             of the reference's NaN, which the reference ranks first.
@@ -61,10 +62,16 @@ class GroundingConfig:
             "normalised" is finite, 1 for the best and non-increasing with
             rank (equal to the reference's when the best score is positive;
             with a decomposition, the IoU vote relative to the best).
-        integration: "reference" takes the union of the chosen sub-event
-            spans for every relation (the published code); "paper" takes the
-            intersection for simultaneous sub-events and the union for
-            sequential ones (the paper's text).
+        integration: how one candidate per sub-event is integrated.
+            "reference" (the published code): a combination spans the union
+            of its sub-events for every relation and scores the product of
+            their confidences; the combinations are re-ranked by the IoU
+            vote and the best ``integrated_candidates`` enter the final vote.
+            "paper" (the paper's rule): a combination scores the *sum* of its
+            sub-events' confidences and spans their intersection when they
+            are simultaneous, their union when sequential; the best
+            combination (highest sum, no vote) enters the final vote with
+            the whole query's candidates, as in the code.
         scoring: "reference" scores windows whose length is a stride multiple
             by their static score (the published code); "paper" scores every
             window [k, j) from the shortest to the longest length by its

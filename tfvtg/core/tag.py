@@ -411,7 +411,7 @@ def _introsort(key: np.ndarray, idx: np.ndarray, depth_limit: int) -> None:
     # libstdc++ recurses into the right part and loops on the left one; the
     # parts are disjoint, so a stack of pending ranges gives the same result
     # (and numba cannot cache recursive functions)
-    stack = [(0, key.shape[0], depth_limit)]
+    stack = [(0, int(key.shape[0]), depth_limit)]
     while stack:
         first, last, depth = stack.pop()
         while last - first > _INSERTION_LIMIT:
