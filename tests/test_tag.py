@@ -263,6 +263,24 @@ def test_one_vector_per_frame_features_use_the_encoders_frame_threshold():
     assert Grounder(StandInEncoder(), "tag-charades")._tag_threshold(feats) == 0.2
 
 
+def test_registry_entry_gives_the_frame_threshold():
+    from tfvtg.encoders import _REGISTRY, load_encoder, register_encoder
+
+    class Bare:  # no frame_mask_threshold of its own
+        def encode_text(self, texts):
+            return np.stack([_vec(t) for t in texts])
+
+    register_encoder("test-tag-clip", lambda **kw: Bare(), space="toy-clip", frame_mask_threshold=0.0,
+                     overwrite=True)
+    try:
+        enc = load_encoder("test-tag-clip")
+        feats = TagFeatures(clip_video(), duration=40.0)
+        assert Grounder(enc, "tag-charades")._tag_threshold(feats) == 0.0
+        assert Grounder(enc, "tag-charades").ground(feats, "a man waves").best.iou((15.0, 25.0)) > 0.5
+    finally:
+        _REGISTRY.pop("test-tag-clip", None)
+
+
 def test_tag_features_keep_the_stored_vectors():
     raw = (np.random.default_rng(1).standard_normal((10, 4, 8)) * 3).astype(np.float16)
     feats = TagFeatures(raw, duration=5.0)

@@ -62,7 +62,8 @@ class Grounder:
         text_encoder: object with ``encode_text(list[str]) -> (n, D)``, in the
             same space as the frame features (e.g. :class:`tfvtg.Blip2Encoder`).
         config: a :class:`GroundingConfig` or a preset name ("charades",
-            "activitynet", "qvhighlights", "default"); default "default".
+            "activitynet", "qvhighlights", "default", and TAG's scorer:
+            "tag-charades", "tag-activitynet"); default "default".
         decomposer: optional object with ``decompose(query) -> Decomposition``
             (e.g. :class:`tfvtg.OpenAIDecomposer`); used when ``ground`` gets
             no decomposition.

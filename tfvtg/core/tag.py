@@ -43,7 +43,6 @@ from typing import Any
 
 import numpy as np
 from numba import njit
-from scipy.optimize import minimize_scalar
 
 from .config import GroundingConfig
 from .errors import InvalidInputError
@@ -242,6 +241,7 @@ def align_scores(scores: np.ndarray, gamma: float) -> np.ndarray:
         return data.astype(np.float64)
     if np.any(data <= 0):
         data = data + abs(data.min()) + _BOXCOX_SHIFT  # float32, as TAG
+    from scipy.optimize import minimize_scalar  # here: scipy.optimize takes 0.2 s to import
     lam = minimize_scalar(_Criterion(data), bounds=_BOXCOX_BOUNDS, method="bounded").x
     y = _boxcox(data, lam)
     low, high = data.min(), data.max()  # float32 scalars
