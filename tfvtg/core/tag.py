@@ -25,12 +25,24 @@ the same frame features as TFVTG in another way. For one sentence:
    ``prior * T`` foreground frames apart is a proposal, scored by its static
    score on the aligned scores (mean inside minus mean of the other
    foreground frames), rounded to 4 decimals as TAG does, ranked best first
-   (a stable sort).
+   by the same (unstable) sort as TAG's torch, so that tied scores, common
+   after rounding, come out in TAG's order (:func:`torch_sort_order`).
 7. **Dynamic start.** A proposal's start moves back to where TFVTG's rising
    run containing it begins (the same dynamic analysis as TFVTG, on the raw
    masked curve). TAG reports this moved start together with the static end.
 8. **Vote.** The ``cand_num`` best proposals of the sentence (and of each LLM
-   paraphrase, when given) are re-ranked by TFVTG's IoU-weighted vote.
+   paraphrase, when given) are re-ranked by TFVTG's IoU-weighted vote
+   (stable here; TAG's numpy argsort orders equal vote sums arbitrarily).
+
+Reproducing TAG. Given the same features, the k-means++ draws are TAG's
+(:func:`tfvtg.core.kmeans.torch_cpu_words`), lambda is TAG's to the bit,
+and ties sort as in TAG. Two things differ by construction: (a) TAG
+clusters the features *as stored*; :class:`VideoFeatures` keep only unit
+tokens, so keep the lengths with :class:`TagFeatures`; (b) TAG's float32
+torch distances round differently from machine to machine, and this module
+computes in float64: a clustering decided by less than one float32
+rounding (``TagProposals.margin < 1``, e.g. exact ties between frames the
+smoothing puts on a line) may come out otherwise in TAG.
 
 Units: frames of the feature sequence until :func:`tag_rows`, which gives
 seconds. Everything here is plain numpy/numba/scipy: one Charades query
