@@ -69,20 +69,20 @@ def _save(directory: Path, model: Any, tokenizer: Any, patch_size: int, processo
     factor = patch_size * 2  # patch x spatial merge
     size = {"shortest_edge": factor * factor, "longest_edge": 4 * factor * factor}
     image_processor = Qwen2VLImageProcessorPil(size=size, patch_size=patch_size)
+    from .mllm import _has_torchvision
+
     try:
         import transformers
 
-        from .mllm import _has_torchvision
-
-        if not _has_torchvision():
-            raise ImportError("torchvision")
+        if not _has_torchvision():  # the video processor needs torchvision
+            raise LookupError("torchvision")
         video_module = "qwen3_vl" if processor_class == "Qwen3VLProcessor" else "qwen2_vl"
         video_class = "Qwen3VLVideoProcessor" if video_module == "qwen3_vl" else "Qwen2VLVideoProcessor"
         video_processor = getattr(transformers, video_class)(size=size, patch_size=patch_size)
         processor = getattr(transformers, processor_class)(image_processor=image_processor, tokenizer=tokenizer,
                                                            video_processor=video_processor,
                                                            chat_template=_CHAT_TEMPLATE)
-    except (ImportError, AttributeError, TypeError, ValueError):
+    except (LookupError, ImportError, AttributeError, TypeError, ValueError):
         tokenizer.chat_template = _CHAT_TEMPLATE
         tokenizer.save_pretrained(directory)
         image_processor.save_pretrained(directory)

@@ -146,7 +146,8 @@ def test_combination_relations_and_paper_integration():
     # overlapping pairs only; the union of each, scored by the product
     assert sorted(map(tuple, sim.tolist())) == [(0.0, 15.0, 1.0), (12.0, 30.0, 0.4)]
     inter = combine_sub_events([a, b], "simultaneously", integration="paper", keep=10)
-    assert sorted(map(tuple, inter.tolist())) == [(5.0, 10.0, 1.0), (20.0, 25.0, 0.4)]
+    # the paper: intersections, scored by the sum of the sub-events' confidences
+    assert sorted(map(tuple, inter.tolist())) == [(5.0, 10.0, 2.0), (20.0, 25.0, 1.3)]
     assert combine_sub_events([a, b], "sequentially", keep=10).shape == (1, 3)
     assert combine_sub_events([], "sequentially").shape == (0, 3)
 

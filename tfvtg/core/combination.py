@@ -7,7 +7,9 @@ seconds. Two operations, both from the published method:
   scores ``sum_i IoU(i, j) ** gamma * max(conf_i, 0)``.
 * :func:`combine_sub_events` enumerates one candidate per sub-event
   (k**m combinations), drops those that break the relation, and integrates
-  each survivor into one span scored by the product of its confidences.
+  each survivor into one span: scored by the product of its confidences and
+  re-ranked by the vote (the published code), or scored by the sum of its
+  confidences, best first (the paper).
 """
 from __future__ import annotations
 
@@ -69,17 +71,24 @@ def combine_sub_events(candidates: Sequence[np.ndarray], relationship: str, *,
         relationship: "sequentially" keeps combinations whose every sub-event
             starts at or after the previous one ends; "simultaneously" keeps
             those whose spans all overlap; anything else keeps all.
-        integration: "reference" spans the union for every relation (the
-            published code); "paper" takes the intersection for
-            simultaneous sub-events.
-        gamma: vote exponent.
+        integration: "reference" (the published code): each combination
+            spans the union of its sub-events and scores the product of their
+            confidences (negatives as 0); the spans are then re-ranked by the
+            IoU-weighted vote. "paper" (the paper's rule): each combination
+            scores the *sum* of its sub-events' confidences and spans their
+            intersection for simultaneous sub-events, their union otherwise;
+            the best sum ranks first (no vote; equal sums keep enumeration
+            order, NaN sums go last).
+        gamma: vote exponent (reference rule).
         keep: how many integrated spans to return.
 
     Returns:
-        (<= keep, 3) rows ``[start, end, product of confidences]``.
+        (<= keep, 3) rows ``[start, end, score]``: score is the product
+        ("reference") or the sum ("paper") of the confidences.
     """
     if not candidates:
         return np.zeros((0, 3))
+    paper = integration == "paper"
     found = []
     for combo in itertools.product(*candidates):
         rows = np.array(combo, dtype=np.float64)
@@ -87,11 +96,15 @@ def combine_sub_events(candidates: Sequence[np.ndarray], relationship: str, *,
             continue
         if relationship == "simultaneously" and rows[:, 0].max() > rows[:, 1].min():
             continue
-        if integration == "paper" and relationship == "simultaneously":
+        if paper and relationship == "simultaneously":
             start, end = rows[:, 0].max(), rows[:, 1].min()
         else:
             start, end = rows[:, 0].min(), rows[:, 1].max()
-        found.append((start, end, rows[:, 2].clip(min=0).prod()))
+        score = rows[:, 2].sum() if paper else rows[:, 2].clip(min=0).prod()
+        found.append((start, end, score))
     if not found:
         return np.zeros((0, 3))
-    return vote(np.array(found), gamma)[:keep]
+    spans = np.array(found)
+    if paper:
+        return spans[np.argsort(-spans[:, 2], kind="stable")][:keep]
+    return vote(spans, gamma)[:keep]

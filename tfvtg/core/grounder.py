@@ -15,6 +15,7 @@ from .features import VideoFeatures
 from .moments import GroundingResult, Moment
 from .proposals import Proposals, propose
 from .similarity import similarity_curves
+from .tag import best_token_curves, frame_vectors, tag_propose, tag_rows
 
 __all__ = ["Grounder", "TextEncoder", "Decomposer", "proposal_rows"]
 
@@ -23,7 +24,9 @@ class TextEncoder(Protocol):
     """Anything that embeds sentences into the frame features' space:
     ``encode_text(list[str]) -> (n, D)``. Optional attributes: ``space``
     (embedding-space id, checked against the features' ``encoder``) and
-    ``mask_threshold`` (used when the config leaves it None)."""
+    ``mask_threshold`` (used when the config leaves it None) and
+    ``frame_mask_threshold`` (TAG's threshold for one vector per frame, when
+    it differs from ``mask_threshold``)."""
 
     def encode_text(self, texts: list[str]) -> Any:  # (n, D)
         ...
@@ -59,7 +62,8 @@ class Grounder:
         text_encoder: object with ``encode_text(list[str]) -> (n, D)``, in the
             same space as the frame features (e.g. :class:`tfvtg.Blip2Encoder`).
         config: a :class:`GroundingConfig` or a preset name ("charades",
-            "activitynet", "qvhighlights", "default"); default "default".
+            "activitynet", "qvhighlights", "default", and TAG's scorer:
+            "tag-charades", "tag-activitynet"); default "default".
         decomposer: optional object with ``decompose(query) -> Decomposition``
             (e.g. :class:`tfvtg.OpenAIDecomposer`); used when ``ground`` gets
             no decomposition.
@@ -71,6 +75,7 @@ class Grounder:
             raise InvalidTypeError("text_encoder needs an encode_text(list[str]) -> (n, D) method")
         self.text_encoder = text_encoder
         config = _resolve_config(config)
+        self._threshold_from_encoder = config.mask_threshold is None
         if config.mask_threshold is None:
             # a similarity-scale constant: the encoder's, not the preset's
             threshold = getattr(text_encoder, "mask_threshold", DEFAULT_MASK_THRESHOLD)
@@ -98,10 +103,15 @@ class Grounder:
         if decomposition is None and self.decomposer is not None:
             decomposition = self._decompose(query)
             if decomposition.fallback:
-                # the LLM gave nothing usable: VLM-only, marked as such
-                result = self._ground_vlm(features, [query])[0]
+                # the LLM gave nothing usable: the query alone, marked as such
+                if self.config.scoring == "tag":
+                    result = self._ground_tag(features, [query], [None])[0]
+                else:
+                    result = self._ground_vlm(features, [query])[0]
                 result.decomposition = decomposition
                 return result
+        if self.config.scoring == "tag":
+            return self._ground_tag(features, [query], [decomposition])[0]
         if decomposition is None:
             return self._ground_vlm(features, [query])[0]
         if not isinstance(decomposition, Decomposition):
@@ -124,6 +134,8 @@ class Grounder:
         if not queries:
             raise InvalidInputError("ground_many got no queries; pass at least one sentence")
         if decompositions is None and self.decomposer is None:
+            if self.config.scoring == "tag":
+                return self._ground_tag(features, queries, [None] * len(queries))
             return self._ground_vlm(features, queries)
         if decompositions is None:
             decompositions = [None] * len(queries)
@@ -187,8 +199,10 @@ class Grounder:
             merged = interleave([rows_of[t] for t in texts], depth)
             sub_candidates.append(vote(merged, cfg.vote_gamma)[: cfg.sub_event_top_k])
             sub_curves.append(curves[[unique.index(t) for t in texts]].mean(axis=0))
+        # the paper keeps its best combination; the code votes and keeps integrated_candidates
+        keep = min(1, cfg.integrated_candidates) if cfg.integration == "paper" else cfg.integrated_candidates
         integrated = combine_sub_events(sub_candidates, dec.relationship, integration=cfg.integration,
-                                        gamma=cfg.vote_gamma, keep=cfg.integrated_candidates)
+                                        gamma=cfg.vote_gamma, keep=keep)
         query_rows = interleave([rows_of[t] for t in query_texts], depth)[: cfg.query_candidates]
         final, support = vote(np.concatenate([query_rows, integrated]), cfg.vote_gamma, return_scores=True)
         if cfg.scores == "normalised":
@@ -205,6 +219,52 @@ class Grounder:
             sub_event_curves=sub_curves,
             config=cfg,
         )
+
+    # -- TAG scoring (config.scoring == "tag") ------------------------------
+    def _tag_threshold(self, features: VideoFeatures) -> float:
+        """The mask threshold TAG applies to these features.
+
+        One vector per frame (CLIP-style, Q = 1) takes TAG's frame rule: the
+        text encoder's ``frame_mask_threshold`` when it has one, unless the
+        config names a threshold; every other case the config's (resolved)
+        ``mask_threshold``. Never a preset value: it is a property of the
+        model's similarity scale."""
+        threshold = self.config.mask_threshold
+        if features.shape[1] == 1 and self._threshold_from_encoder:
+            frame = getattr(self.text_encoder, "frame_mask_threshold", None)
+            if frame is not None:
+                threshold = frame
+        return float(DEFAULT_MASK_THRESHOLD if threshold is None else threshold)
+
+    def _ground_tag(self, features: VideoFeatures, queries: list[str],
+                    decompositions: Sequence[Decomposition | Mapping[str, Any] | None]) -> list[GroundingResult]:
+        # TAG grounds the sentence and, with an LLM answer, each paraphrase of
+        # the whole query (query_json[0]) on its own, and votes all their
+        # cand_num best proposals together; the sub-events are not used
+        cfg = self.config
+        decs = [d if d is None or isinstance(d, Decomposition) else Decomposition.from_tfvtg(d)
+                for d in decompositions]
+        texts_of = [[q, *(d.query_descriptions if d is not None and not d.fallback else ())]
+                    for q, d in zip(queries, decs)]
+        unique = list(dict.fromkeys(t for texts in texts_of for t in texts))
+        curves, best = best_token_curves(features, self.text_encoder.encode_text(unique))
+        if curves.shape[0] != len(unique):
+            raise InvalidInputError(f"the text encoder returned {curves.shape[0]} embeddings for {len(unique)} texts")
+        threshold = self._tag_threshold(features)
+        rows_of = {}
+        for text, curve, token in zip(unique, curves, best):
+            proposals = tag_propose(curve, frame_vectors(features, token), cfg, mask_threshold=threshold)
+            rows_of[text] = tag_rows(proposals, features, cfg.cand_num)
+        results = []
+        for query, dec, texts in zip(queries, decs, texts_of):
+            final, support = vote(np.concatenate([rows_of[t] for t in texts]), cfg.vote_gamma, return_scores=True)
+            if cfg.scores == "normalised":
+                final = final.copy()
+                top = support[0] if len(support) else 0.0
+                final[:, 2] = support / top if top > 0 else 0.0
+            results.append(GroundingResult(query=query, moments=_moments(final), duration=features.duration,
+                                           curve=curves[unique.index(query)], decomposition=dec, config=cfg))
+        return results
 
 
 def proposal_rows(proposals: Proposals, features: VideoFeatures, config: GroundingConfig) -> np.ndarray:

@@ -90,7 +90,7 @@ def load_encoder(name_or_path: str | os.PathLike[str] | None = None, **kwargs: A
     key = os.fspath(name_or_path)
     entry = _REGISTRY.get(key)
     if entry is not None:
-        return entry.factory(**kwargs)
+        return _with_frame_threshold(entry.factory(**kwargs), entry)
     local = Path(key).expanduser()
     if local.is_dir():
         model_type = _model_type(local)
@@ -101,6 +101,17 @@ def load_encoder(name_or_path: str | os.PathLike[str] | None = None, **kwargs: A
     from .blip2 import Blip2Encoder
 
     return Blip2Encoder(key, **kwargs)
+
+
+def _with_frame_threshold(encoder: Any, entry: EncoderEntry) -> Any:
+    # TAG's one-vector-per-frame mask reads the encoder's frame_mask_threshold:
+    # an encoder that does not set one gets its registry entry's
+    if entry.frame_mask_threshold is not None and getattr(encoder, "frame_mask_threshold", None) is None:
+        try:
+            encoder.frame_mask_threshold = float(entry.frame_mask_threshold)
+        except AttributeError:  # a slotted or frozen encoder keeps what it has
+            pass
+    return encoder
 
 
 def _model_type(directory: Path) -> str | None:
