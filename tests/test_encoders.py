@@ -156,3 +156,12 @@ def test_a_long_encoding_is_announced_with_its_estimate_and_the_ways_to_go_faste
         feats = enc.encode_video(video_file, progress=False)
     assert feats.num_frames == 9  # 30 frames at 10 fps sampled at 3 fps
     assert record[0].filename == __file__  # points at the caller, not at the library
+
+
+def test_cli_quantize_flag_reaches_the_encoder(tiny_blip2_dir, video_file, capsys):
+    from tfvtg.cli import main
+
+    assert main(["ground", video_file, "a person opens the door", "--encoder", tiny_blip2_dir,
+                 "--quantize", "int8", "--no-llm", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["moments"] and all(0 <= m["start"] <= m["end"] <= out["duration"] for m in out["moments"])

@@ -7,7 +7,8 @@ from typing import Any
 from .errors import missing_extra
 
 _EXTRA_OF = {"torch": "vision", "transformers": "vision", "PIL": "vision", "av": "vision",
-             "openai": "llm", "matplotlib": "plot", "ray": "ray", "faiss": "library"}
+             "openai": "llm", "matplotlib": "plot", "ray": "ray", "faiss": "library",
+             "fastapi": "app", "uvicorn": "app", "multipart": "app"}
 
 
 def require(module: str) -> Any:

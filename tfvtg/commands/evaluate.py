@@ -36,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--encoder", "--blip2", dest="encoder", default=None,
                    help="image-text encoder: a registered name (blip2-coco) or a local BLIP-2 directory; with "
                         "--features only its text side is used (default: blip2-coco, or TFVTG_BLIP2_MODEL)")
+    p.add_argument("--quantize", choices=["int8"], default=None,
+                   help="int8 dynamic quantization of the encoder on the CPU (several times faster, close curves)")
     p.add_argument("--config", "--preset", dest="config", default=None,
                    help="grounding preset (default: the dataset's)")
     p.add_argument("--durations", default=None, help="CSV of video durations for Charades-STA .txt annotations")
@@ -125,7 +127,7 @@ def _evaluate(args: argparse.Namespace) -> Any:
     if builtin:
         from ..encoders import load_encoder
 
-        encoder = load_encoder(args.encoder)
+        encoder = load_encoder(args.encoder, **({"quantize": args.quantize} if args.quantize else {}))
     return evaluate(args.dataset, args.annotations, features=args.features, videos=args.videos,
                     method=args.method, method_options=options, llm_outputs=args.llm_outputs,
                     decomposer=decomposer, text_encoder=encoder, config=args.config, out=args.out,

@@ -33,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--encoder", "--model", dest="encoder", default=None, metavar="NAME_OR_PATH",
                    help="image-text encoder: a registered name (blip2-coco, ...), a local checkpoint directory "
                         "or a hub name (default: blip2-coco, or TFVTG_BLIP2_MODEL); --model is an alias")
+    p.add_argument("--quantize", choices=["int8"], default=None,
+                   help="int8 dynamic quantization of the encoder on the CPU (several times faster, close curves)")
     p.add_argument("--no-llm", action="store_true", help="never ask an LLM; ground with the query alone")
     p.add_argument("--top", type=int, default=5, help="how many moments to print (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the result as (strict) JSON")
@@ -123,10 +125,10 @@ def _run(args: argparse.Namespace) -> int:
     if path.suffix.lower() == ".npy":
         video = VideoFeatures.load(path, duration=args.duration)
     encoder = None
-    if args.encoder:
+    if args.encoder or args.quantize:
         from ..encoders import load_encoder
 
-        encoder = load_encoder(args.encoder)
+        encoder = load_encoder(args.encoder, **({"quantize": args.quantize} if args.quantize else {}))
     result = ground(video, query, text_encoder=encoder, config=args.preset, decomposition=decomposition,
                     use_llm=not args.no_llm)
     if args.json:
