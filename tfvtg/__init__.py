@@ -72,6 +72,8 @@ _EXPORTS = {
     "read_frames": "video",
     "OpenAIDecomposer": "llm",
     "evaluate": "eval",
+    "Library": "library",
+    "Hit": "library",
 }
 __all__ = [
     # the pipeline and its data
@@ -80,6 +82,8 @@ __all__ = [
     # encoders, video, LLM, evaluation
     "Encoder", "list_encoders", "load_encoder", "register_encoder", "pick_device", "Blip2Encoder",
     "sample_frame_indices", "read_frames", "OpenAIDecomposer", "evaluate",
+    # the searchable video library
+    "Library", "Hit",
     # errors
     "TfvtgError", "InvalidInputError", "InvalidTypeError", "ConfigError", "EncoderMismatchError",
     "MissingFileError", "MissingExtraError", "ModelUnavailableError", "IncompatibleModelError",
@@ -132,5 +136,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .encoders import Encoder, list_encoders, load_encoder, pick_device, register_encoder
     from .encoders.blip2 import Blip2Encoder
     from .eval import evaluate
+    from .library import Hit, Library
     from .llm import OpenAIDecomposer
     from .video import read_frames, sample_frame_indices
