@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
-import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -341,6 +341,29 @@ class Library:
         return self._commit([(video_id or path.stem, prepared, str(path.resolve()), identity)],
                             exact_id=video_id is not None)[0]
 
+    def add_feature_file(self, path: str | os.PathLike[str], video_id: str | None = None) -> str:
+        """Store a feature file written by ``tfvtg extract`` or
+        :meth:`VideoFeatures.save` (TFVTG's ``.npy`` layout; its sidecar gives
+        the duration and source). Idempotent by the file's content identity."""
+        path = Path(path)
+        identity = _content_identity(path)
+        existing = self._catalogue.by_identity(identity, self._fps_of_file(path))
+        if existing is not None:
+            return existing.id
+        features = VideoFeatures.load(path)
+        if features.encoder is None and self._encoder is not None:
+            features.encoder = self._encoder_space()
+        source = features.source if features.source and features.source != str(path) else None
+        prepared = prepare_features(features, self.segment_frames)
+        return self._commit([(video_id or path.stem, prepared, source, identity)], exact_id=video_id is not None)[0]
+
+    @staticmethod
+    def _fps_of_file(path: Path) -> float:
+        from ..io import read_sidecar
+
+        fps = read_sidecar(path).get("fps")
+        return float(fps) if isinstance(fps, (int, float)) and fps > 0 else 3.0
+
     def add_many(self, videos: Iterable[str | os.PathLike[str]], engine: str = "local", progress: bool = True, *,
                  address: str | None = None, num_actors: int | None = None) -> AddReport:
         """Add many video files; a file that fails is reported and skipped.
@@ -399,7 +422,7 @@ class Library:
                 else:
                     report.failed.append((path, str(outcome)))
                     if bar is not None:
-                        bar.write(f"failed: {path}: {outcome}")
+                        bar.write(f"failed: {path}: {outcome}", file=sys.stderr)
                 if bar is not None:
                     bar.update(1)
         finally:
@@ -663,6 +686,3 @@ class Library:
         """Every catalogue row, sorted by id."""
         yield from self._catalogue.records()
 
-
-def _warn(message: str) -> None:
-    warnings.warn(message, RuntimeWarning, stacklevel=3)
