@@ -521,15 +521,26 @@ class Library:
                         meta.set_meta(conn, "dim", str(first.dim))
                     if meta.get_meta("fps") is None:
                         meta.set_meta(conn, "fps", repr(self.fps))
-                    if meta.get_meta("encoder") is None:
-                        name = self._encoder_name or getattr(self._encoder, "name", None)
-                        if isinstance(name, str) and name:
-                            meta.set_meta(conn, "encoder", name)
+                    if meta.get_meta("encoder") is None and self._loadable_name():
+                        meta.set_meta(conn, "encoder", self._loadable_name())
         except BaseException:
             for rel in written:  # never committed: do not leave them for the orphan sweep
                 self._store.delete(rel)
             raise
         return ids
+
+    def _loadable_name(self) -> str | None:
+        """The name ``load_encoder`` can rebuild the encoder from: the one the
+        caller gave, a registry name, or a BLIP-2 checkpoint; else None."""
+        if self._encoder_name:
+            return self._encoder_name
+        from ..encoders import encoder_entry
+        from ..encoders.blip2 import Blip2Encoder
+
+        if isinstance(self._encoder, Blip2Encoder):
+            return self._encoder.model_name
+        name = getattr(self._encoder, "name", None)
+        return name if isinstance(name, str) and encoder_entry(name) is not None else None
 
     def _encoder_space(self) -> str | None:
         space = getattr(self._encoder, "space", None) if self._encoder is not None else None
