@@ -121,7 +121,7 @@ class Library:
         fps: feature frames per second when adding video files (default: the
             library's, else 3).
         segment_frames: frames per coarse-index segment, fixed when the
-            library is created (default 64: about 21 s at 3 fps).
+            library is created (default 32: about 11 s at 3 fps).
         coarse: the coarse search backend, "flat" (exact, default) or "ivf"
             (faiss inverted file; ``nprobe`` clusters probed).
         durable: flush feature files to disk before committing them (default
@@ -635,7 +635,11 @@ class Library:
         if decomposition is None:
             decomposition = decompose_once(grounder, query)
         n = len(self._records) if exhaustive else (candidates or max(2 * top_k, 20))
-        picked = self._index.search(text.unit(query), n)
+        t0 = time.perf_counter()
+        unit = text.unit(query)
+        t1 = time.perf_counter()
+        picked = self._index.search(unit, n)
+        t2 = time.perf_counter()
         hits: list[Hit] = []
         grounded = 0
         for cand in picked:
@@ -651,6 +655,8 @@ class Library:
         hits.sort(key=lambda h: (-h.score, h.video, h.start))
         out = Hits(hits[:top_k])
         out.candidates = grounded
+        out.timings = {"text_ms": (t1 - t0) * 1e3, "coarse_ms": (t2 - t1) * 1e3,
+                       "fine_ms": (time.perf_counter() - t2) * 1e3}
         return out
 
     def _ground_candidate(self, grounder: Grounder, rec: VideoRecord, cand: Candidate, query: str,
