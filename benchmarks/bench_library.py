@@ -129,6 +129,7 @@ def main() -> None:
     ap.add_argument("--naive-queries", type=int, default=3, help="queries looped over every video with Grounder")
     ap.add_argument("--dir", default=None, help="where to build the library (default: a temporary folder)")
     ap.add_argument("--keep", action="store_true", help="keep the library afterwards")
+    ap.add_argument("--reuse", action="store_true", help="search the library already in --dir (no build)")
     args = ap.parse_args()
 
     from tfvtg import Grounder, Library
@@ -138,20 +139,26 @@ def main() -> None:
     synth = Synthetic(args.concepts)
     work = Path(args.dir or tempfile.mkdtemp(prefix="tfvtg-library-"))
     lib_dir = work / "lib"
-    if lib_dir.exists():
+    reuse = args.reuse and (lib_dir / "library.json").exists()
+    if lib_dir.exists() and not reuse:
         shutil.rmtree(lib_dir)
     print(f"load average at start: {os.getloadavg()[0]:.1f} (2-core machine shared with other jobs)")
     print(f"library: {args.videos} videos x {args.seconds:g} s at 3 fps = {args.videos * frames:,} frames of "
           f"({Q}, {D}) float16 tokens, in {lib_dir}")
 
     # -- adding ---------------------------------------------------------------
-    rate, seconds = build(lib_dir, synth, args.videos, frames, durable=True)
-    print(f"add precomputed features, durable (fsync per batch of 64): {rate:,.0f} frames/s ({seconds:.1f} s)")
-    side = work / "side"
+    if not reuse:
+        rate, seconds = build(lib_dir, synth, args.videos, frames, durable=True)
+        print(f"add precomputed features, durable (fsync per batch of 64): {rate:,.0f} frames/s ({seconds:.1f} s)")
     n_side = max(64, args.videos // 10)
-    rate_fast, _ = build(side, synth, n_side, frames, durable=False, first=10**6)
-    print(f"add precomputed features, durable=False ({n_side} videos): {rate_fast:,.0f} frames/s")
-    shutil.rmtree(side)
+    for durable in (True, False):
+        side = work / "side"
+        if side.exists():
+            shutil.rmtree(side)
+        rate_side, _ = build(side, synth, n_side, frames, durable=durable, first=10**6)
+        print(f"add precomputed features, durable={durable} ({n_side} videos into a new library): "
+              f"{rate_side:,.0f} frames/s", flush=True)
+        shutil.rmtree(side)
 
     enc = QueryEncoder()
     lib = Library(lib_dir, encoder=enc)
@@ -199,12 +206,13 @@ def main() -> None:
     t0 = time.perf_counter()
     ivf.search(rq[0], top_k=10)
     print(f"IVF index build (train + add, once per reader): {time.perf_counter() - t0:.1f} s")
-    variants = [("flat, two levels", lib, None), ("flat, level 2 only", lib, 0),
-                ("ivf nprobe=8", ivf, 8), ("ivf nprobe=32", ivf, 32), ("ivf nprobe=128", ivf, 128)]
+    variants: list[tuple[str, Library, int | None]] = [
+        ("flat, two levels", lib, None), ("flat, level 2 only", lib, 0),
+        ("ivf nprobe=8", ivf, 8), ("ivf nprobe=32", ivf, 32), ("ivf nprobe=128", ivf, 128)]
     for label, reader, setting in variants:
         if reader is lib:
             reader._index.prefilter = setting
-        else:
+        elif setting is not None:
             reader._index.nprobe = setting
         for cands in (10, 20, 40):
             recalls, ms, coarse = [], [], []

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -172,7 +173,7 @@ class CoarseIndex:
         self.tokens_per_segment: list[int] = []
         self._fine = _Rows()
         self._coarse = _Rows()
-        self._ivf = None
+        self._ivf: tuple[Any, Any] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
