@@ -162,3 +162,14 @@ def test_cli_index_accepts_extracted_feature_files(tiny_blip2_dir, videos, tmp_p
     lib = Library(lib_dir, encoder=tiny_blip2_dir)
     assert lib.videos() == ["v0", "v1"] and lib.info("v0").source == paths[0]
     assert lib.search("a dog", top_k=1)
+
+
+def test_a_new_library_adds_videos_with_the_default_encoder(tiny_blip2_dir, videos, tmp_path, monkeypatch):
+    _, paths, _ = videos
+    monkeypatch.setenv("TFVTG_BLIP2_MODEL", tiny_blip2_dir)
+    lib = Library(tmp_path / "lib")
+    assert lib.add(paths[0]) == "v0"
+    assert lib.encoder_name == tiny_blip2_dir
+    lib.close()
+    monkeypatch.delenv("TFVTG_BLIP2_MODEL")
+    assert Library(tmp_path / "lib").search("a dog jumps", top_k=1)[0].video == "v0"

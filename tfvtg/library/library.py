@@ -113,7 +113,9 @@ class Library:
         encoder: the image-text encoder: a registry name (``"blip2-coco"``),
             a model directory, or an object with ``encode_text`` (and
             ``encode_video`` to add video files). Default: the one the
-            library was built with, when it was given by name.
+            library was built with, when it was given by name; adding video
+            files to a library without one uses the default BLIP-2
+            (``load_encoder(None)``: "blip2-coco", or TFVTG_BLIP2_MODEL).
         config: grounding config or preset name for the fine stage (default
             "default").
         decomposer: optional LLM decomposer (see :class:`tfvtg.Grounder`);
@@ -286,6 +288,20 @@ class Library:
             self._check_space(getattr(self._encoder, "space", None), "the encoder")
         return self._encoder
 
+    def _video_encoder(self) -> Any:
+        """The encoder for adding video files: the library's, else (a new
+        library given none) the default BLIP-2, as ``tfvtg.ground`` uses."""
+        if self._encoder is None and self.encoder_name is None:
+            self._encoder = self._load_encoder_default()
+            self._check_space(getattr(self._encoder, "space", None), "the default encoder")
+        return self.encoder()
+
+    @staticmethod
+    def _load_encoder_default() -> Any:
+        from ..encoders import load_encoder
+
+        return load_encoder(None)
+
     # -- adding -------------------------------------------------------------------
     def add_features(self, video_id: str, features: VideoFeatures, source: str | os.PathLike[str] | None = None,
                      *, identity: str | None = None) -> str:
@@ -345,7 +361,7 @@ class Library:
         existing = self._catalogue.by_identity(identity, self.fps)
         if existing is not None:
             return existing.id
-        encoder = self.encoder()
+        encoder = self._video_encoder()
         if not callable(getattr(encoder, "encode_video", None)):
             raise InvalidTypeError(
                 f"{type(encoder).__name__} cannot encode videos (no encode_video method); add extracted features "
@@ -415,7 +431,7 @@ class Library:
             todo.append((str(video), identity))
         if not todo:
             return report
-        encoder = self.encoder()
+        encoder = self._video_encoder()
         identity_of = dict(todo)
         runner = make_engine(engine, address=address, num_actors=num_actors)
         bar = None
