@@ -302,3 +302,23 @@ def test_two_level_coarse_search_keeps_the_exact_best_videos():
     assert [c.video for c in two_level[:2]] == [c.video for c in exact[:2]] == ["v123", "v456"]
     assert two_level[0] == exact[0] and 32 <= exact[0].first_frame and exact[0].last_frame <= 96
     assert index.memory_bytes == 4 * D * (600 * 3 * Q + 600 * 2 * Q)
+
+
+def test_search_memory_grows_with_the_region_grounded_not_the_video(tmp_path):
+    import tracemalloc
+
+    def peak_bytes(max_region_frames: int) -> int:
+        library = Library(tmp_path / f"lib{max_region_frames}", encoder=HashEncoder(),
+                          max_region_frames=max_region_frames)
+        library.add_features("long", video({"a dog jumps": (9000, 9030)}, t=12000, seed=8))
+        library.search("a dog jumps", top_k=1)  # loads the coarse index
+        tracemalloc.start()
+        hit = library.search("a dog jumps", top_k=1)[0]
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert 2990 <= hit.start <= 3010  # frame 9000 at 3 fps
+        return peak
+
+    whole_video_float32 = 12000 * Q * D * 4  # 12.3 MB
+    assert peak_bytes(600) < whole_video_float32 / 8
+    assert peak_bytes(20000) > whole_video_float32  # grounding it whole copies it (VideoFeatures)
