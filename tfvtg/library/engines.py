@@ -107,8 +107,10 @@ class RayEngine:
         self._started = False
         if not self.ray.is_initialized():
             target = address or os.environ.get("RAY_ADDRESS") or None
-            self.ray.init(address=target, ignore_reinit_error=True, log_to_driver=False,
-                          include_dashboard=False)
+            if target is None:  # a local Ray for this run: no dashboard
+                self.ray.init(ignore_reinit_error=True, log_to_driver=False, include_dashboard=False)
+            else:  # an existing cluster ("auto", "ray://head:10001", ...)
+                self.ray.init(address=target, ignore_reinit_error=True)
             self._started = True
         elif address:
             pass  # already connected in this process: that cluster is used
@@ -128,7 +130,7 @@ class RayEngine:
             return
         actor_cls = ray.remote(_EncoderActor)
         n = min(self.num_actors, len(paths))
-        cpus = 0 if self.gpus_per_actor else 1
+        cpus = 1  # the actor decodes its videos on one CPU (and encodes on its GPU when it has one)
         actors = [actor_cls.options(num_cpus=cpus, num_gpus=self.gpus_per_actor).remote(encoder_spec(encoder))
                   for _ in range(n)]
         try:
@@ -148,12 +150,12 @@ class RayEngine:
                 ref = ready[0]
                 path, actor = pending.pop(ref)
                 try:
-                    ok, value = ray.get(ref)
+                    _, value = ray.get(ref)  # (True, result) or (False, the error's text)
                 except Exception as exc:  # the actor died (e.g. out of memory): report the video
-                    ok, value = False, _describe(exc)
+                    value = _describe(exc)
                 if queue:
                     submit(actor)
-                yield path, value if ok else value
+                yield path, value  # the result, or the error's text
         finally:
             for actor in actors:
                 try:
