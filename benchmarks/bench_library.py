@@ -90,7 +90,10 @@ class QueryEncoder:
         return np.stack([self.table[t] for t in texts])
 
 
-def build(lib_dir: Path, synth: Synthetic, videos: int, frames: int, durable: bool, first: int = 0):
+def build(lib_dir: Path, synth: Synthetic, videos: int, frames: int, durable: bool, first: int = 0,
+          group: int = 256):
+    """Add ``videos`` synthetic videos; the features of ``group`` videos are
+    made (untimed), then added in one ``add_features_many`` call (timed)."""
     from tfvtg import Library, VideoFeatures
 
     lib = Library(lib_dir, encoder=QueryEncoder(), durable=durable)
@@ -101,7 +104,7 @@ def build(lib_dir: Path, synth: Synthetic, videos: int, frames: int, durable: bo
     for i in range(first, first + videos):
         tokens, _ = synth.video(i, frames)
         batch.append((f"video{i:05d}", VideoFeatures(tokens, duration=seconds, encoder="synthetic-blip2")))
-        if len(batch) == 64 or i == first + videos - 1:
+        if len(batch) == group or i == first + videos - 1:
             t0 = time.perf_counter()
             lib.add_features_many(batch)
             timed += time.perf_counter() - t0
@@ -173,7 +176,7 @@ def main() -> None:
     synced, unsynced = disk_ceiling(work / "disk", frames)
     print(f"the disk alone, same bytes (np.save of float16 tokens): {synced:,.0f} frames/s with fsync, "
           f"{unsynced:,.0f} without", flush=True)
-    n_side = max(64, args.videos // 10)
+    n_side = max(256, args.videos // 10)
     for durable in (True, False):
         side = work / "side"
         if side.exists():

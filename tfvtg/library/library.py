@@ -321,30 +321,32 @@ class Library:
         """Store many (id, features[, source]) at once: files are flushed and
         rows committed in batches of 64 videos (one disk round trip per batch).
         A killed process keeps the batches committed before it."""
-        from concurrent.futures import ThreadPoolExecutor
+        from concurrent.futures import Future, ThreadPoolExecutor
 
         done: list[str] = []
-        pending: list[tuple[str, VideoFeatures, str | None]] = []
 
         def prepare(entry: tuple[str, VideoFeatures, str | None]) -> tuple[str, Prepared, str | None, str | None]:
             video_id, features, source = entry
             return video_id, prepare_features(features, self.segment_frames), source, None
 
-        # converting to float16 and pooling release the GIL: prepare on `workers` threads
+        # a pipeline: the workers convert and pool batch k + 1 (numpy releases the GIL) while
+        # this thread writes, flushes and commits batch k
         with ThreadPoolExecutor(max(1, self.workers)) as pool:
-            def flush() -> None:
-                done.extend(self._commit(list(pool.map(prepare, pending)), exact_id=True))
-                pending.clear()
-
+            batch: list[Future] = []
+            previous: list[Future] = []
             for item in items:
                 video_id, features = item[0], item[1]
                 source = item[2] if len(item) > 2 else None  # type: ignore[misc]
                 self._check_id(video_id)
-                pending.append((video_id, features, os.fspath(source) if source else features.source))
-                if len(pending) >= COMMIT_BATCH:
-                    flush()
-            if pending:
-                flush()
+                entry = (video_id, features, os.fspath(source) if source else features.source)
+                batch.append(pool.submit(prepare, entry))
+                if len(batch) >= COMMIT_BATCH:
+                    if previous:
+                        done.extend(self._commit([f.result() for f in previous], exact_id=True))
+                    previous, batch = batch, []
+            for pending in (previous, batch):
+                if pending:
+                    done.extend(self._commit([f.result() for f in pending], exact_id=True))
         return done
 
     def add(self, video: str | os.PathLike[str], video_id: str | None = None) -> str:

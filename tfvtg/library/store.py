@@ -84,17 +84,29 @@ class FeatureStore:
 
     @staticmethod
     def flush(fds: Iterable[int | None]) -> None:
-        """fsync and close descriptors returned by :meth:`write`."""
-        error: OSError | None = None
-        for fd in fds:
-            if fd is None:
-                continue
+        """fsync and close descriptors returned by :meth:`write` (several at
+        once: the disk takes the writes in parallel)."""
+        todo = [fd for fd in fds if fd is not None]
+        if not todo:
+            return
+
+        def sync(fd: int) -> OSError | None:
             try:
                 os.fsync(fd)
+                return None
             except OSError as exc:
-                error = exc
+                return exc
             finally:
                 os.close(fd)
+
+        if len(todo) == 1:
+            errors = [sync(todo[0])]
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(8, len(todo))) as pool:
+                errors = list(pool.map(sync, todo))
+        error = next((e for e in errors if e is not None), None)
         if error is not None:
             raise LibraryError(f"could not flush feature files to disk: {error}") from error
 
