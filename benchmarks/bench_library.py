@@ -142,6 +142,40 @@ def recall_at(fast, full, k: int) -> float:
     return len(truth & got) / len(truth)
 
 
+def segment_sweep(n_videos: int, frames: int, concepts: int, queries: int = 25) -> None:
+    """Recall@10 of the coarse ranking alone (level 2, every stored vector)
+    against exhaustive grounding, for 16-, 32- and 64-frame segments."""
+    from tfvtg import Grounder, VideoFeatures
+    from tfvtg.library.index import pool_segments
+    from tfvtg.library.search import hits_from_result
+
+    synth = Synthetic(concepts)
+    enc = QueryEncoder()
+    g = Grounder(enc, "default")
+    feats = [VideoFeatures(synth.video(i, frames)[0], duration=frames / 3.0) for i in range(n_videos)]
+    vectors = {s: [pool_segments(f.tokens, s)[1].astype(np.float32) for f in feats] for s in (16, 32, 64)}
+    rng = np.random.default_rng(1)
+    recall: dict[int, dict[int, list[float]]] = {s: {c: [] for c in (10, 20, 40)} for s in vectors}
+    for c in rng.choice(concepts, size=queries, replace=False):
+        text = f"concept {int(c)}"
+        enc.table[text] = synth.query(int(c), rng)
+        unit = enc.table[text] / np.linalg.norm(enc.table[text])
+        hits = []
+        for i, f in enumerate(feats):
+            hits += hits_from_result(str(i), g.ground(f, text), f, None, 3)
+        hits.sort(key=lambda h: -h.score)
+        weight = np.zeros(n_videos)
+        for h in hits[:10]:
+            weight[int(h.video)] += 0.1
+        for s, vecs in vectors.items():
+            order = np.argsort([-(v @ unit).max() for v in vecs])
+            for cands in (10, 20, 40):
+                recall[s][cands].append(weight[order[:cands]].sum())
+    for s in recall:
+        print(f"  {s}-frame segments: recall@10 " + " / ".join(
+            f"{np.mean(r):.3f} ({c} candidates)" for c, r in recall[s].items()))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--videos", type=int, default=2000)
@@ -153,7 +187,12 @@ def main() -> None:
     ap.add_argument("--dir", default=None, help="where to build the library (default: a temporary folder)")
     ap.add_argument("--keep", action="store_true", help="keep the library afterwards")
     ap.add_argument("--reuse", action="store_true", help="search the library already in --dir (no build)")
+    ap.add_argument("--segment-sweep", type=int, default=0, metavar="N",
+                    help="only compare segment lengths on N videos held in memory")
     args = ap.parse_args()
+    if args.segment_sweep:
+        segment_sweep(args.segment_sweep, int(round(args.seconds * 3)), args.concepts)
+        return
 
     from tfvtg import Grounder, Library
     from tfvtg.library.search import hits_from_result
