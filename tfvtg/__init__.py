@@ -74,6 +74,8 @@ _EXPORTS = {
     "LLMUnreachableError": "llm.openai_setup",
     "evaluate": "eval",
     "Metrics": "eval",
+    "Library": "library",
+    "Hit": "library",
 }
 __all__ = [
     # the pipeline and its data
@@ -82,6 +84,8 @@ __all__ = [
     # encoders, video, LLM, evaluation
     "Encoder", "list_encoders", "load_encoder", "register_encoder", "pick_device", "Blip2Encoder",
     "sample_frame_indices", "read_frames", "OpenAIDecomposer", "evaluate", "Metrics",
+    # the searchable video library
+    "Library", "Hit",
     # errors
     "TfvtgError", "InvalidInputError", "InvalidTypeError", "ConfigError", "EncoderMismatchError",
     "MissingFileError", "MissingExtraError", "ModelUnavailableError", "IncompatibleModelError",
@@ -134,6 +138,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .encoders import Encoder, list_encoders, load_encoder, pick_device, register_encoder
     from .encoders.blip2 import Blip2Encoder
     from .eval import Metrics, evaluate
+    from .library import Hit, Library
     from .llm import OpenAIDecomposer
     from .llm.openai_setup import LLMUnreachableError
     from .video import read_frames, sample_frame_indices
