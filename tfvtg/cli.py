@@ -7,7 +7,7 @@ import sys
 
 # Each module defines ``register(subparsers)``, which adds its subparser and
 # sets ``func`` (args -> exit code). Heavy imports stay inside ``func``.
-_COMMANDS = ("ground", "extract", "index", "search", "library", "decompose", "evaluate")
+_COMMANDS = ("ground", "extract", "index", "search", "library", "serve", "decompose", "evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:
