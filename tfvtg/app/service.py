@@ -92,13 +92,20 @@ def open_library(directory: str | os.PathLike[str], encoder: Any = None, **kwarg
 class ReadOnlyLibrary:
     """A :class:`tfvtg.Library` seen through its reading methods only.
 
-    There is no ``add``, ``remove`` or ``add_features`` here, and every call
-    goes through one lock (the library's SQLite connection and its in-memory
-    coarse index are one per object)."""
+    There is no ``add``, ``remove`` or ``add_features`` here. Two library
+    objects on the same directory serve it (SQLite's WAL lets readers share
+    it): the given one searches, under the model lock (its coarse index and
+    encoder); a second one answers the quick reads (ids, records, features,
+    clips) under its own lock, so the page's lists and thumbnails never wait
+    for a search or for the encoder to load."""
 
-    def __init__(self, library: Any, lock: threading.RLock):
+    def __init__(self, library: Any, model_lock: threading.RLock):
+        from ..library import Library
+
         self._lib = library
-        self._lock = lock
+        self._model_lock = model_lock
+        self._meta = Library(library.path)
+        self._meta_lock = threading.RLock()
 
     @property
     def path(self) -> Path:
@@ -113,50 +120,59 @@ class ReadOnlyLibrary:
         return self._lib.decomposer
 
     def __len__(self) -> int:
-        with self._lock:
-            return len(self._lib)
+        with self._meta_lock:
+            return len(self._meta)
 
     def __contains__(self, video_id: object) -> bool:
-        with self._lock:
-            return video_id in self._lib
+        with self._meta_lock:
+            return video_id in self._meta
 
     def search(self, query: str, top_k: int, candidates: int | None = None, decomposition: Any = None) -> Any:
-        with self._lock:
+        with self._model_lock:
             return self._lib.search(query, top_k=top_k, candidates=candidates, decomposition=decomposition)
 
+    def encoder(self) -> Any:
+        """The searching library's encoder (one model in memory for everything)."""
+        with self._model_lock:
+            return self._lib.encoder()
+
     def features(self, video_id: str) -> VideoFeatures:
-        with self._lock:
-            return self._lib.features(video_id)
+        with self._meta_lock:
+            return self._meta.features(video_id)
 
     def info(self, video_id: str) -> Any:
-        with self._lock:
-            return self._lib.info(video_id)
+        with self._meta_lock:
+            return self._meta.info(video_id)
 
     def records(self) -> list[Any]:
-        with self._lock:
-            return list(self._lib.iter_records())
+        with self._meta_lock:
+            return list(self._meta.iter_records())
 
     def stats(self) -> dict[str, Any]:
-        with self._lock:
-            return dict(self._lib.stats())
-
-    def encoder(self) -> Any:
-        with self._lock:
-            return self._lib.encoder()
+        with self._meta_lock:
+            return dict(self._meta.stats())
 
     @property
     def encoder_name(self) -> str | None:
-        with self._lock:
-            return self._lib.encoder_name
+        with self._meta_lock:
+            return self._meta.encoder_name
 
     def cut(self, video_id: str, out: Path, start: float, end: float, pad: float, mode: str = "auto") -> Any:
         # reads the source video and writes ``out`` (outside the library)
-        with self._lock:
-            return self._lib.cut(video_id, out, pad=pad, start=start, end=end, mode=mode)
+        with self._meta_lock:
+            return self._meta.cut(video_id, out, pad=pad, start=start, end=end, mode=mode)
 
-    def close(self) -> None:
-        with self._lock:
-            self._lib.close()
+    def close(self, wait: float = 2.0) -> None:
+        """Close both library objects; a search (or the encoder still loading)
+        is waited for ``wait`` seconds at most: a server stopping with Ctrl-C
+        must not hang on it (the process is ending; SQLite needs no goodbye)."""
+        if self._model_lock.acquire(timeout=wait):
+            try:
+                self._lib.close()
+            finally:
+                self._model_lock.release()
+        with self._meta_lock:
+            self._meta.close()
 
 
 @dataclass
