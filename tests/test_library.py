@@ -280,3 +280,25 @@ def test_bad_arguments_are_named(lib):
         lib.search("x", candidates=0)
     with pytest.raises(TypeError):
         Library(lib.path, encoder=object())
+
+
+def test_two_level_coarse_search_keeps_the_exact_best_videos():
+    from tfvtg.library.index import CoarseIndex
+
+    rng = np.random.default_rng(0)
+    u = rng.standard_normal(D).astype(np.float32)
+    u /= np.linalg.norm(u)
+    index = CoarseIndex()
+    for v in range(600):
+        tokens = rng.standard_normal((96, Q, D)).astype(np.float32)
+        if v in (123, 456):
+            tokens[40:70, 1] += (3.0 if v == 123 else 2.0) * u  # 30 frames of a match
+        tokens /= np.linalg.norm(tokens, axis=-1, keepdims=True)
+        bounds, vectors = pool_segments(tokens, 32)
+        index.append(v + 1, f"v{v}", bounds, vectors, Q)
+    two_level = index.search(u, 5)  # level 1 keeps 200 of 600 videos
+    index.prefilter = 0
+    exact = index.search(u, 5)
+    assert [c.video for c in two_level[:2]] == [c.video for c in exact[:2]] == ["v123", "v456"]
+    assert two_level[0] == exact[0] and 32 <= exact[0].first_frame and exact[0].last_frame <= 96
+    assert index.memory_bytes == 4 * D * (600 * 3 * Q + 600 * 2 * Q)

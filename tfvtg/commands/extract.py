@@ -24,6 +24,14 @@ def add_encoder_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="frames per forward pass")
 
 
+def check_ray_address(args: argparse.Namespace) -> str | None:
+    """The --ray address, refusing one that is really an input file (``--ray a.mp4`` swallowed a path)."""
+    if args.ray and Path(args.ray).exists():
+        raise FileNotFoundError(f"--ray took {args.ray!r} as the cluster address; put --ray after the paths "
+                                "or give the address (e.g. --ray auto)")
+    return args.ray or None
+
+
 def load_cli_encoder(args: argparse.Namespace) -> Any:
     """The encoder named on the command line (see :func:`add_encoder_arguments`)."""
     from ..encoders import load_encoder
@@ -51,6 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="decode and encode on a Ray cluster (ADDRESS, else RAY_ADDRESS, else a local Ray); "
                         "this process writes the files")
+    p.add_argument("--actors", type=int, default=None, help="encoder actors on Ray (default: GPUs, else CPUs)")
     p.set_defaults(func=run)
 
 
@@ -152,7 +161,8 @@ def run(args: argparse.Namespace) -> int:
     from ..library.engines import make_engine
 
     try:
-        engine = make_engine("ray" if args.ray is not None else "local", address=args.ray or None)
+        engine = make_engine("ray" if args.ray is not None else "local", address=check_ray_address(args),
+                             num_actors=args.actors)
     except (OSError, ValueError, ImportError) as exc:
         print(f"tfvtg extract: {exc}", file=sys.stderr)
         return 2

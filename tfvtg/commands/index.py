@@ -32,8 +32,13 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import TfvtgError
     from ..library import AddReport, Library
-    from .extract import expand, load_cli_encoder
+    from .extract import check_ray_address, expand, load_cli_encoder
 
+    try:
+        address = check_ray_address(args)
+    except FileNotFoundError as exc:
+        print(f"tfvtg index: {exc}", file=sys.stderr)
+        return 2
     paths = expand(args.paths)
     features = [p for p in paths if p.suffix.lower() == ".npy"]
     videos = [p for p in paths if p.suffix.lower() != ".npy"]
@@ -55,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
                 tqdm.write(f"failed: {f}: {exc}", file=sys.stderr)
         if videos:
             engine = "ray" if args.ray is not None else "local"
-            part = lib.add_many([str(v) for v in videos], engine=engine, progress=True, address=args.ray or None,
+            part = lib.add_many([str(v) for v in videos], engine=engine, progress=True, address=address,
                                 num_actors=args.actors)
             report.done += part.done
             report.skipped += part.skipped

@@ -85,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
         for i, hit in enumerate(hits):
             where = f"  {hit.source}" if hit.source else ""
             line = f"  {i + 1:2d}. {hit.video}  {hit.start:8.2f} s - {hit.end:8.2f} s   score {hit.score:.3f}{where}"
-            if args.cut_dir and clips[i]:
-                line += f"\n      clip: {clips[i]['path']} ({clips[i]['method']})"
+            clip = clips[i] if args.cut_dir else None
+            if clip:
+                line += f"\n      clip: {clip['path']} ({clip['method']})"
             print(line)
     return 1 if failed else 0

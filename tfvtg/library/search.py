@@ -71,11 +71,14 @@ class Hits(list):
     """The hits of one search, best first (a ``list`` of :class:`Hit`).
 
     ``note`` says why the list is short or empty (e.g. an empty library),
-    else None. ``candidates`` is how many videos the fine stage grounded.
+    else None. ``candidates`` is how many videos the fine stage grounded;
+    ``timings`` the milliseconds spent embedding the query, in the coarse
+    stage and in the fine stage.
     """
 
     note: str | None = None
     candidates: int = 0
+    timings: dict[str, float] = {}  # noqa: RUF012 (replaced per instance)
 
 
 def moment_similarity(curve: np.ndarray, start_frame: float, end_frame: float) -> float:
