@@ -482,3 +482,25 @@ def test_service_refuses_a_missing_or_foreign_library_directory(tmp_path):
     (tmp_path / "other").mkdir()
     with pytest.raises(LibraryError, match="not a tfvtg library"):
         Service(tmp_path / "other")
+
+
+def test_a_library_without_a_known_encoder_says_how_to_give_one(tmp_path):
+    import time
+
+    from tfvtg import Library, VideoFeatures
+
+    rng = np.random.default_rng(0)
+    with Library(tmp_path / "lib") as lib:  # built from features alone: no encoder name stored
+        lib.add_features("a", VideoFeatures(rng.standard_normal((30, 4, 8)).astype(np.float16), duration=10.0,
+                                            encoder="some-space"))
+    app = create_app(tmp_path / "lib")  # warms up in the background
+    with TestClient(app, base_url=BASE) as c:
+        for _ in range(200):
+            info = c.get("/api/info").json()
+            if info["ready"]:
+                break
+            time.sleep(0.05)
+        assert "no encoder is known" in info["warm_error"] and "--encoder" in info["warm_error"]
+        r = c.get("/api/search", params={"q": "a dog"})
+        assert r.status_code == 409 and "--encoder NAME_OR_PATH" in json_error(r)
+        assert c.get("/api/videos").json()["videos"][0]["id"] == "a"  # the rest still works

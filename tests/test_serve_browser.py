@@ -66,7 +66,7 @@ def library_dir(tiny_blip2_dir, tmp_path_factory):
     videos = root / "videos"
     videos.mkdir()
     # H.264: what browsers play (the default MPEG-4 Part 2 is not)
-    paths = [make_video(videos / f"{name}.mp4", n_frames=n, fps=10, size=(160, 96), codec="libx264")
+    paths = [make_video(videos / f"{name}.mp4", n_frames=n, fps=10, size=(320, 180), codec="libx264")
              for name, n in (("kitchen", 90), ("hallway", 120), ("garden", 150))]
     lib = Library(root / "videos.tfvtg", encoder=tiny_blip2_dir)
     report = lib.add_many(paths, progress=False)

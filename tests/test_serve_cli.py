@@ -104,13 +104,17 @@ def one_line_failure(capsys, argv: list[str]) -> str:
     return lines[0]
 
 
-def test_failures_are_one_line(capsys, tmp_path, library_dir):
+def test_failures_are_one_line(capsys, tmp_path, library_dir, monkeypatch):
     assert "tfvtg index" in one_line_failure(capsys, ["serve", str(tmp_path / "missing")])
     assert not (tmp_path / "missing").exists()
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "cat.jpg").write_bytes(b"\xff\xd8")
     assert "not a tfvtg library" in one_line_failure(capsys, ["serve", str(tmp_path / "photos")])
     assert "--port must be 0-65535" in one_line_failure(capsys, ["serve", "--port", "70000"])
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("TFVTG_LLM_BASE_URL", raising=False)
+    assert "OPENAI_API_KEY" in one_line_failure(capsys, ["serve", "--llm", "gpt-4o-mini"])
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
     taken.listen(1)
