@@ -149,11 +149,18 @@ def test_search_click_a_hit_and_the_player_is_inside_the_moment(server, browser,
     target.click()
     wait(browser, lambda d: d.execute_script(
         "const p = document.getElementById('player'); return p.readyState >= 1 && p.src.includes(arguments[0]) "
-        "&& p.currentTime >= arguments[1] - 0.05 && p.currentTime > 0", f"/api/videos/{video}/stream", start),
+        "&& !p.seeking && p.currentTime >= arguments[1] - 0.05", f"/api/videos/{video}/stream", start),
         message="the player did not reach the moment")
     now = browser.execute_script("return document.getElementById('player').currentTime")
     assert start - 0.05 <= now <= end + 0.3, (now, start, end)
     assert "selected" in target.get_attribute("class")
+    # it stops at the moment's end: play from just before it
+    browser.execute_script("const p = document.getElementById('player'); state.moment.active = true; "
+                           "p.currentTime = arguments[0] - 0.3; p.play();", end)
+    wait(browser, lambda d: d.execute_script("return document.getElementById('player').paused"), timeout=10,
+         message="the player did not stop at the moment's end")
+    now = browser.execute_script("return document.getElementById('player').currentTime")
+    assert end - 0.1 <= now <= end + 0.3, (now, end)
     # the curve of the selected hit, with the sub-events of the decomposition
     wait(browser, lambda d: d.execute_script("return state.curve !== null && state.curve.moment.start === arguments[0]",
                                              start), message="no curve")
