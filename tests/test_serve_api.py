@@ -504,3 +504,19 @@ def test_a_library_without_a_known_encoder_says_how_to_give_one(tmp_path):
         r = c.get("/api/search", params={"q": "a dog"})
         assert r.status_code == 409 and "--encoder NAME_OR_PATH" in json_error(r)
         assert c.get("/api/videos").json()["videos"][0]["id"] == "a"  # the rest still works
+
+
+def test_older_uploads_make_room_for_newer_ones(tiny_blip2_dir, tmp_path):
+    from tfvtg.app.safety import UnknownUploadError
+    from tfvtg.testing import make_video
+
+    data = Path(make_video(tmp_path / "a.mp4", n_frames=20, fps=10, size=(64, 48), codec="libx264")).read_bytes()
+    service = Service(None, encoder=tiny_blip2_dir, settings=Settings(max_uploads=2, upload_dir=str(tmp_path / "up")))
+    ups = [service.receive_upload(f"v{i}.mp4", iter([data[:500], data[500:]])) for i in range(3)]
+    assert sorted(p.name for p in (tmp_path / "up").iterdir()) == sorted(u.path.name for u in ups[1:])
+    with pytest.raises(UnknownUploadError, match="upload the file again"):
+        service.upload(ups[0].token)
+    with pytest.raises(UnknownUploadError):
+        service.job(ups[0].job)
+    service.close()
+    assert (tmp_path / "up").is_dir() and not list((tmp_path / "up").iterdir())  # a given directory stays, emptied

@@ -252,20 +252,20 @@ class _TextCache:
         return getattr(self._encoder_of(), name)
 
     def encode_text(self, texts: list[str]) -> np.ndarray:
-        missing = [t for t in dict.fromkeys(texts) if t not in self._rows]
-        if missing:
-            with self._lock:
+        with self._lock:  # the model's lock: cached rows come back at once, new ones one batch at a time
+            missing = [t for t in dict.fromkeys(texts) if t not in self._rows]
+            if missing:
                 emb = np.asarray(self._encoder_of().encode_text(list(missing)), dtype=np.float32)
-            if emb.ndim == 1:
-                emb = emb[None, :]
-            for text, row in zip(missing, emb):
-                self._rows[text] = row
-        out = np.stack([self._rows[t] for t in texts])
-        for t in texts:
-            self._rows.move_to_end(t)
-        while len(self._rows) > self.max_items:
-            self._rows.popitem(last=False)
-        return out
+                if emb.ndim == 1:
+                    emb = emb[None, :]
+                for text, row in zip(missing, emb):
+                    self._rows[text] = row
+            out = np.stack([self._rows[t] for t in texts])
+            for t in texts:
+                self._rows.move_to_end(t)
+            while len(self._rows) > self.max_items:
+                self._rows.popitem(last=False)
+            return out
 
 
 def _finite(x: float) -> float | None:
@@ -658,6 +658,7 @@ class Service:
             while len(self._uploads) > self.settings.max_uploads:
                 _, old = self._uploads.popitem(last=False)
                 _unlink(old.path)
+                self._jobs.pop(old.job or "", None)
         threading.Thread(target=self._encode_upload, args=(up, job), name=f"tfvtg-encode-{up.token}",
                          daemon=True).start()
         return up
