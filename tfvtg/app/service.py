@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -647,6 +648,7 @@ class Service:
         except (VideoDecodeError, OSError, ValueError) as exc:
             self.drop_upload(up)
             why = str(exc).replace(f": '{up.path}'", "").replace(str(up.path), up.name)  # no server paths
+            why = re.sub(r"\[Errno -?\d+\] ", "", why)  # FFmpeg's error numbers say nothing to a person
             raise VideoDecodeError(f"{up.name} is not a video this server can read ({why}); "
                                    "upload a video file such as .mp4 or .webm") from None
         up.duration = float(info.duration)
