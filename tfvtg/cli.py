@@ -10,7 +10,7 @@ from .errors import TfvtgError
 
 # Each module defines ``register(subparsers)``, which adds its subparser and
 # sets ``func`` (args -> exit code). Heavy imports stay inside ``func``.
-_COMMANDS = ("ground", "extract", "index", "search", "library", "decompose", "evaluate")
+_COMMANDS = ("ground", "extract", "index", "search", "library", "serve", "decompose", "evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:
