@@ -27,7 +27,9 @@ def add_encoder_arguments(p: argparse.ArgumentParser) -> None:
 def check_ray_address(args: argparse.Namespace) -> str | None:
     """The --ray address, refusing one that is really an input file (``--ray a.mp4`` swallowed a path)."""
     if args.ray and Path(args.ray).exists():
-        raise FileNotFoundError(f"--ray took {args.ray!r} as the cluster address; put --ray after the paths "
+        from ..errors import InvalidInputError
+
+        raise InvalidInputError(f"--ray took {args.ray!r} as the cluster address; put --ray after the paths "
                                 "or give the address (e.g. --ray auto)")
     return args.ray or None
 

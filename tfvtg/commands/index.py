@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         address = check_ray_address(args)
-    except FileNotFoundError as exc:
+    except TfvtgError as exc:
         print(f"tfvtg index: {exc}", file=sys.stderr)
         return 2
     paths = expand(args.paths)
@@ -82,5 +82,7 @@ def existing_library(directory: str, command: str):
 
     path = Path(directory)
     if not (path / "library.json").exists():
-        raise FileNotFoundError(f"no tfvtg library at {path}; build one with `tfvtg index VIDEOS --library {path}`")
+        from ..errors import MissingFileError
+
+        raise MissingFileError(f"no tfvtg library at {path}; build one with `tfvtg index VIDEOS --library {path}`")
     return Library(path)
