@@ -1,10 +1,10 @@
 """numpro's errors: all are :class:`tfvtg.TfvtgError` too."""
 from __future__ import annotations
 
-from importlib import import_module
 from typing import Any
 
-from tfvtg.errors import MissingExtraError, TfvtgError
+from tfvtg.errors import TfvtgError
+from tfvtg.errors import require_extra as require
 
 __all__ = ["NumProError", "MLLMError", "MLLMTimeoutError", "MLLMConfigurationError", "NoAnswerError", "require"]
 
@@ -38,20 +38,3 @@ class NoAnswerError(NumProError, ValueError):
         self.answer = answer
         self.reason = reason
 
-
-_EXTRA_OF = {"torch": "vision", "transformers": "vision", "PIL": "vision", "av": "vision", "openai": "llm",
-             "matplotlib": "plot"}
-
-
-def require(module: str) -> Any:
-    """Import ``module`` or raise :class:`tfvtg.MissingExtraError` naming the
-    tfvtg extra that installs it."""
-    try:
-        return import_module(module)
-    except ModuleNotFoundError as exc:
-        top = module.split(".")[0]
-        if exc.name is not None and exc.name.split(".")[0] != top:
-            raise  # something inside the package is broken, not missing
-        extra = _EXTRA_OF.get(top, "all")
-        raise MissingExtraError(f"{top} is not installed; install the extra with: pip install \"tfvtg[{extra}]\"",
-                                name=top) from exc
