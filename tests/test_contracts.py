@@ -314,3 +314,93 @@ def test_cli_failures_are_one_line_without_traceback(tmp_path, capsys, monkeypat
     assert main(["ground", "x.npy", "q"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "internal error" in err and "TFVTG_DEBUG" in err
+
+
+# -- files written for the user, caches ----------------------------------------------
+
+def test_written_files_get_the_users_umask(tmp_path):
+    import os
+
+    from tfvtg.io import save_npy, write_json
+
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {"x": float("nan")})
+        save_npy(tmp_path / "b.npy", np.zeros(3))
+        os.umask(0o077)
+        write_json(tmp_path / "c.json", {})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.npy").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "c.json").stat().st_mode & 0o777 == 0o600
+    assert json.loads((tmp_path / "a.json").read_text()) == {"x": None}  # strict JSON
+
+
+class CountingVideoEncoder(WordEncoder):
+    name = "counting"
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def encode_video(self, path, fps=3.0):
+        self.calls += 1
+        return VideoFeatures(np.random.default_rng(0).standard_normal((30, 4, 16)), duration=10.0, fps=fps,
+                             source=str(path), encoder=self.space)
+
+
+def test_a_damaged_feature_cache_entry_is_made_again(tmp_path):
+    from tfvtg.api import features_for_video
+
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"not decoded by this encoder")
+    enc = CountingVideoEncoder()
+    first = features_for_video(video, encoder=enc, cache=tmp_path / "cache")
+    (entry,) = (tmp_path / "cache").glob("*.npy")
+    entry.write_bytes(b"")  # zero bytes: np.load raises EOFError
+    again = features_for_video(video, encoder=enc, cache=tmp_path / "cache")
+    assert enc.calls == 2 and again.shape == first.shape
+    entry.with_suffix(".json").write_text("[1, 2]")  # a sidecar that is not an object
+    features_for_video(video, encoder=enc, cache=tmp_path / "cache")
+    assert enc.calls == 2  # the array is fine; only the optional metadata is ignored
+
+
+def test_an_unwritable_feature_cache_is_bypassed_with_one_warning(tmp_path):
+    import os
+
+    from tfvtg.api import features_for_video
+
+    if os.geteuid() == 0:
+        blocked = tmp_path / "file-not-dir"
+        blocked.write_text("x")  # root ignores permissions; a file where the folder should be still fails
+        cache = blocked / "cache"
+    else:
+        cache = tmp_path / "ro"
+        cache.mkdir()
+        cache.chmod(0o500)
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"x")
+    enc = CountingVideoEncoder()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            assert features_for_video(video, encoder=enc, cache=cache).num_frames == 30
+    relevant = [w for w in caught if "feature cache" in str(w.message)]
+    assert len(relevant) == 1 and str(cache) in str(relevant[0].message)
+
+
+def test_plot_labels_the_proposals_and_sub_event_spans(tmp_path):
+    pytest.importorskip("matplotlib")
+    rng = np.random.default_rng(2)
+    feats = VideoFeatures(rng.standard_normal((90, 4, 16)), duration=30.0)
+    dec = Decomposition.from_tfvtg({"relationship": "sequentially", "query_json": [
+        {"descriptions": ["a person opens the door"]}, {"descriptions": ["a person walks"]},
+        {"descriptions": ["a man sits on chair"]}]})
+    grounder = Grounder(WordEncoder(), GroundingConfig.preset("default", mask_threshold=-1.0))
+    res = grounder.ground(feats, "a person opens the door", decomposition=dec)
+    fig = res.plot(path=tmp_path / "p.png")
+    labels = [t.get_text() for ax in fig.axes for t in (ax.get_legend().get_texts() if ax.get_legend() else [])]
+    assert any(lbl.startswith("other proposals") for lbl in labels), labels
+    assert sum(lbl.startswith("sub-event") and "span" in lbl for lbl in labels) == 2, labels
+    assert (tmp_path / "p.png").stat().st_size > 0

@@ -59,9 +59,12 @@ def plot_result(result: Any, ground_truth: Sequence[float] | None = None, ax: An
     moments = list(result.moments)
     finite = [m.score for m in moments if np.isfinite(m.score)]
     top = max(finite) if finite else 1.0
-    for m in moments[1:]:
+    # other proposals as grey bands under the answer's green: grey over green
+    # stays a green, where orange over green turned olive
+    for i, m in enumerate(moments[1:]):
         w = (m.score / top) if (np.isfinite(m.score) and top > 0) else 0.5
-        main.axvspan(m.start, m.end, color="tab:orange", alpha=0.06 + 0.12 * float(np.clip(w, 0, 1)), lw=0)
+        main.axvspan(m.start, m.end, color="0.45", alpha=0.05 + 0.10 * float(np.clip(w, 0, 1)), lw=0,
+                     label=f"other proposals ({len(moments) - 1}), darker = higher score" if i == 0 else None)
     if moments:
         b = moments[0]
         main.axvspan(b.start, b.end, color="tab:green", alpha=0.3, lw=0,
@@ -84,7 +87,8 @@ def plot_result(result: Any, ground_truth: Sequence[float] | None = None, ax: An
             label = events[i][0] if i < len(events) and events[i] else f"sub-event {i + 1}"
             sub_ax.plot(t, c, color=color, lw=1.2, label=label[:60])
             for m in (result.sub_event_moments[i] if i < len(result.sub_event_moments) else [])[:1]:
-                sub_ax.axvspan(m.start, m.end, color=color, alpha=0.2, lw=0)
+                sub_ax.axvspan(m.start, m.end, color=color, alpha=0.2, lw=0,
+                               label=f"sub-event {i + 1} span {m.start:.1f}-{m.end:.1f} s")
         rel = result.decomposition.relationship if result.decomposition is not None else ""
         sub_ax.set_title(f"sub-events ({rel})", fontsize=10)
         sub_ax.set_ylabel("similarity")
