@@ -347,6 +347,7 @@ class QwenVL:
 # ---------------------------------------------------------------- OpenAI-compatible servers
 
 def _jpeg_data_url(frame: np.ndarray, quality: int, max_side: int | None, max_pixels: int | None) -> str:
+    require("PIL")  # MissingExtraError naming tfvtg[vision] when Pillow is missing
     from PIL import Image
 
     img = Image.fromarray(np.asarray(frame, dtype=np.uint8))

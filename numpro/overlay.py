@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from tfvtg.errors import InvalidInputError
+from tfvtg.errors import require_extra as require
 
 __all__ = ["number_frames", "contact_sheet", "write_video", "POSITIONS", "resolve_font_size"]
 
@@ -34,6 +35,7 @@ def resolve_font_size(font_size: float, height: int) -> int:
 
 @functools.lru_cache(maxsize=32)
 def _font(size: int) -> Any:
+    require("PIL")  # MissingExtraError naming tfvtg[vision] when Pillow is missing
     from PIL import ImageFont
 
     return ImageFont.load_default(size=size)
@@ -42,6 +44,7 @@ def _font(size: int) -> Any:
 @functools.lru_cache(maxsize=4096)
 def _glyph(text: str, size: int) -> tuple[np.ndarray, int]:
     """(alpha mask (h, w) float32 in [0, 1], height of the ink) for ``text``."""
+    require("PIL")  # MissingExtraError naming tfvtg[vision] when Pillow is missing
     from PIL import Image, ImageDraw
 
     font = _font(size)
@@ -56,6 +59,7 @@ def _glyph(text: str, size: int) -> tuple[np.ndarray, int]:
 def _char_mask(char: str, size: int) -> np.ndarray:
     """(line height, advance width) float32 alpha of one character, placed on
     the font's baseline, so characters laid side by side make a line."""
+    require("PIL")  # MissingExtraError naming tfvtg[vision] when Pillow is missing
     from PIL import Image, ImageDraw
 
     font = _font(size)
@@ -103,6 +107,7 @@ def _line_mask(text: str, size: int) -> np.ndarray:
 
 
 def _named_rgb(color: str) -> tuple[int, int, int]:
+    require("PIL")  # MissingExtraError naming tfvtg[vision] when Pillow is missing
     from PIL import ImageColor
 
     try:
@@ -195,6 +200,7 @@ def number_frames(frames: Any, font_size: float = 40, color: Any = "red", positi
         size = resolve_font_size(font_size, arr.shape[0])
         out.append(_paint(arr, str(start + i), size, rgb, position, margin))
     if pil:
+        require("PIL")  # MissingExtraError naming tfvtg[vision] when Pillow is missing
         from PIL import Image
 
         return [Image.fromarray(a) for a in out]
@@ -203,6 +209,7 @@ def number_frames(frames: Any, font_size: float = 40, color: Any = "red", positi
 
 def contact_sheet(frames: Sequence[Any], columns: int = 8, thumb_width: int = 240, gap: int = 4) -> Any:
     """A grid image of the frames (a PIL image), to look at what the model sees."""
+    require("PIL")  # MissingExtraError naming tfvtg[vision] when Pillow is missing
     from PIL import Image
 
     items = [np.asarray(f.convert("RGB")) if hasattr(f, "convert") else np.asarray(f) for f in frames]
@@ -227,7 +234,7 @@ def write_video(frames: Sequence[Any], path: str | os.PathLike[str], fps: float 
     import fractions
     import tempfile
 
-    import av
+    av = require("av")
 
     items = [np.asarray(f.convert("RGB")) if hasattr(f, "convert") else np.asarray(f) for f in frames]
     if not items:
