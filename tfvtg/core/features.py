@@ -41,10 +41,10 @@ def _check_fps(fps: Any, t: int, duration: float) -> float:
 
 
 # Tokens whose norm is checked when features arrive normalised, and how far
-# from 1 a norm may be: float16 rounding moves a unit vector's norm by up to
-# about 5e-4, float32 normalisation by about 1e-6.
+# from 1 a norm may be: float16 rounding of a unit vector moves its norm by
+# up to about 5e-4 (and such tokens may arrive widened to float32).
 _NORM_SAMPLE = 256
-_NORM_TOLERANCE = {True: 2e-3, False: 1e-4}  # keyed by "stored as float16"
+_NORM_TOLERANCE = 2e-3
 # values per chunk of the torch finiteness check (its boolean temporary)
 _CHECK_CHUNK_VALUES = 1 << 22
 # the exponent bits of IEEE floats by width: all ones means NaN or inf
@@ -82,12 +82,12 @@ def _sample_positions(t: int, q: int) -> tuple[np.ndarray, np.ndarray]:
     return flat // q, flat % q
 
 
-def _norm_outlier(norms: np.ndarray, half: bool) -> int:
+def _norm_outlier(norms: np.ndarray) -> int:
     # index of the sampled norm farthest from 1 beyond tolerance (0 is allowed:
     # normalisation keeps a zero token zero), or -1
     off = np.where(norms == 0, 0.0, np.abs(norms - 1.0))
     worst = int(np.argmax(off))
-    return worst if off[worst] > _NORM_TOLERANCE[half] else -1
+    return worst if off[worst] > _NORM_TOLERANCE else -1
 
 
 def _worst_sampled_norm(tokens: np.ndarray) -> tuple[int, int, float]:
@@ -95,7 +95,7 @@ def _worst_sampled_norm(tokens: np.ndarray) -> tuple[int, int, float]:
     # norm -1.0 when the sample passes; copies only the sampled tokens
     frames, slots = _sample_positions(tokens.shape[0], tokens.shape[1])
     norms = np.linalg.norm(tokens[frames, slots].astype(np.float64), axis=-1)
-    bad = _norm_outlier(norms, tokens.dtype == np.float16)
+    bad = _norm_outlier(norms)
     if bad < 0:
         return -1, -1, -1.0
     return int(frames[bad]), int(slots[bad]), float(norms[bad])
@@ -254,7 +254,7 @@ class VideoFeatures:
                 raise InvalidInputError("features contain NaN or inf; re-extract that video")
         frames, slots = _sample_positions(t, q)
         norms = torch.linalg.vector_norm(tokens[torch.as_tensor(frames), torch.as_tensor(slots)].double(), dim=-1)
-        bad = _norm_outlier(norms.cpu().numpy(), tokens.dtype == torch.float16)
+        bad = _norm_outlier(norms.cpu().numpy())
         if bad >= 0:
             raise InvalidInputError(
                 f"features passed as normalized are not unit-length: token {slots[bad]} of frame {frames[bad]} "

@@ -35,6 +35,8 @@ _PARALLEL_MIN_VALUES = 1 << 20
 # Frames per parallel task: small enough to balance two busy cores, large
 # enough that a task is far longer than handing it out.
 _FRAMES_PER_TASK = 256
+# token values per slice of the torch path (16 MB of float32 on the device)
+_TORCH_CHUNK_VALUES = 1 << 22
 
 
 def normalise_text_embeddings(embeddings: Any, dim: int) -> np.ndarray:
@@ -263,10 +265,22 @@ def similarity_curves(features: VideoFeatures, text_embeddings: Any) -> np.ndarr
     tokens = features.tokens
     text = normalise_text_embeddings(text_embeddings, tokens.shape[2])
     if features.on_torch:
-        import torch
-
-        t, q, d = tokens.shape
-        text_t = torch.from_numpy(text).to(device=tokens.device, dtype=tokens.dtype)
-        sims = tokens.reshape(t * q, d) @ text_t.T  # (T*Q, n)
-        return sims.reshape(t, q, -1).amax(dim=1).T.float().contiguous().cpu().numpy()
+        return _torch_curves(tokens, text)
     return max_token_similarity(tokens, text)
+
+
+def _torch_curves(tokens: Any, text: np.ndarray) -> np.ndarray:
+    # the product runs where the tokens are (e.g. a GPU), in float32 whatever
+    # their dtype, a slice of frames at a time: a float16 video never gets a
+    # whole float32 copy there either
+    import torch
+
+    t, q, d = tokens.shape
+    text_t = torch.from_numpy(text).to(device=tokens.device)
+    step = max(1, _TORCH_CHUNK_VALUES // (q * d))
+    curves = torch.empty((text.shape[0], t), dtype=torch.float32, device=tokens.device)
+    for first in range(0, t, step):
+        chunk = tokens[first:first + step]
+        sims = chunk.reshape(-1, d).to(torch.float32) @ text_t.T  # (frames*Q, n)
+        curves[:, first:first + chunk.shape[0]] = sims.reshape(chunk.shape[0], q, -1).amax(dim=1).T
+    return curves.cpu().numpy()
