@@ -193,7 +193,7 @@ def test_memory_mapped_file_stays_mapped(tmp_path):
 
 
 def _memory_mapped(array: np.ndarray) -> bool:
-    base = array
+    base: object = array
     while base is not None:
         if isinstance(base, np.memmap):
             return True
