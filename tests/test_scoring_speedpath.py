@@ -92,25 +92,38 @@ def test_similarity_curves_on_kept_tokens_equal_reference(dtype):
     np.testing.assert_allclose(curves, float32_reference(tokens, unit(raw_text)), rtol=0, atol=1e-6)
 
 
-def test_parallel_path_is_taken_on_long_videos_and_matches_one_thread(monkeypatch):
+def test_long_videos_are_split_over_threads_and_match_one_thread(monkeypatch):
     rng = np.random.default_rng(1)
     tokens = unit(rng.standard_normal((700, 32, 64))).astype(np.float16)  # 1.4 M values: over the threshold
     text = unit(rng.standard_normal((3, 64)))
-    calls = []
-    original = similarity._curves_parallel
+    pools = []
+    original = similarity._pool
 
-    def spy(*args):
-        calls.append(1)
-        return original(*args)
+    def spy(threads):
+        pools.append(threads)
+        return original(threads)
 
-    monkeypatch.setattr(similarity, "_curves_parallel", spy)
+    monkeypatch.setattr(similarity, "_thread_count", lambda: 2)
+    monkeypatch.setattr(similarity, "_pool", spy)
     got = max_token_similarity(tokens, text)
+    assert len(pools) > 1, "a long video should be handed out in slices"
     one_thread = np.empty_like(got)
     similarity._curves_frames(tokens.view(np.uint16), text, one_thread, 0, tokens.shape[0])
-    if similarity.numba.get_num_threads() > 1:
-        assert calls, "a long video should be split over the threads"
     np.testing.assert_array_equal(got, one_thread)
     np.testing.assert_allclose(got, float32_reference(tokens, text), rtol=0, atol=1e-6)
+
+
+def test_long_videos_leave_torch_thread_count_alone():
+    # numba's OpenMP backend used to reset it (they share libgomp)
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        tokens = unit(np.random.default_rng(1).standard_normal((700, 32, 64))).astype(np.float16)
+        max_token_similarity(tokens, unit(np.ones((1, 64))))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_concurrent_calls_from_threads_agree():
@@ -135,11 +148,11 @@ def test_concurrent_calls_from_threads_agree():
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 def test_process_forked_after_the_thread_pool_started_still_scores():
-    # GNU OpenMP's pool does not survive fork(): the child must not use it
+    # the parent's worker threads do not exist in a forked child
     rng = np.random.default_rng(4)
     tokens = unit(rng.standard_normal((700, 32, 64))).astype(np.float16)
     text = unit(rng.standard_normal((1, 64)))
-    expected = max_token_similarity(tokens, text)  # starts the pool here
+    expected = max_token_similarity(tokens, text)  # starts the worker threads here
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child

@@ -8,19 +8,20 @@ from a feature file); texts are normalised here.
 On numpy tokens the curves come from one fused compiled kernel: each frame's
 Q x D tokens are read once (float16 widened to float32 in registers, never
 copied as a whole), dotted with every text and reduced to their max, so the
-cost is one pass over the token storage whatever the number of texts. Long
-videos are split over numba's threads.
+cost is one pass over the token storage whatever the number of texts. The
+kernel releases the GIL; long videos are split over a few threads.
 """
 from __future__ import annotations
 
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numba
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import njit, types
 from numba.extending import intrinsic
 
 from .errors import InvalidInputError
@@ -28,13 +29,14 @@ from .features import VideoFeatures
 
 __all__ = ["similarity_curves", "normalise_text_embeddings", "max_token_similarity"]
 
-# Below this many token values (about 2 MB of float16: a 2-minute video at
-# 3 fps with (32, 256) tokens) one thread does the whole video: waking the
-# thread pool costs more than it saves.
+# Below this many token values (about 2 MB of float16: 128 frames of
+# (32, 256) tokens, a 43-second video at 3 fps) one thread does the whole
+# video: handing out work costs more than it saves.
 _PARALLEL_MIN_VALUES = 1 << 20
-# Frames per parallel task: small enough to balance two busy cores, large
-# enough that a task is far longer than handing it out.
-_FRAMES_PER_TASK = 256
+# Frames per task on longer videos: a few tasks per thread, so a core busy
+# with something else slows a call down instead of stalling it.
+_MIN_FRAMES_PER_TASK = 128
+_TASKS_PER_THREAD = 4
 # token values per slice of the torch path (16 MB of float32 on the device)
 _TORCH_CHUNK_VALUES = 1 << 22
 
@@ -109,7 +111,7 @@ def _widen(typingctx, value):
 _FAST = {"reassoc", "contract", "nsz"}
 
 
-@njit(cache=True, fastmath=_FAST)
+@njit(cache=True, fastmath=_FAST, nogil=True)
 def _curves_frames(tokens, text, out, first, stop):  # pragma: no cover - compiled
     # tokens (T, Q, D) uint16 (float16 bits), float32 or float64;
     # text (n, D) float32 unit rows; out (n, T) float32, frames [first, stop).
@@ -186,15 +188,6 @@ def _curves_frames(tokens, text, out, first, stop):  # pragma: no cover - compil
             out[m, i] = best0
 
 
-@njit(cache=True, fastmath=_FAST, parallel=True)
-def _curves_parallel(tokens, text, out, frames_per_task):  # pragma: no cover - compiled
-    t = tokens.shape[0]
-    tasks = (t + frames_per_task - 1) // frames_per_task
-    for task in prange(tasks):
-        first = task * frames_per_task
-        _curves_frames(tokens, text, out, first, min(t, first + frames_per_task))
-
-
 def max_token_similarity(tokens: np.ndarray, text: np.ndarray) -> np.ndarray:
     """The fused kernel on plain arrays: ``out[m, t] = max_q tokens[t, q] . text[m]``.
 
@@ -210,40 +203,42 @@ def max_token_similarity(tokens: np.ndarray, text: np.ndarray) -> np.ndarray:
     t = tokens.shape[0]
     out = np.empty((text.shape[0], t), np.float32)
     bits = tokens.view(np.uint16) if tokens.dtype == np.float16 else tokens
-    if tokens.size >= _PARALLEL_MIN_VALUES and _parallel_allowed():
-        # tasks handed out one at a time (not split in halves up front), so
-        # a core busy with something else slows the call down, not stalls it
-        previous = numba.set_parallel_chunksize(1)
-        try:
-            _curves_parallel(bits, text, out, _FRAMES_PER_TASK)
-        finally:
-            numba.set_parallel_chunksize(previous)
-            _PARALLEL_LOCK.release()
-    else:
+    threads = _thread_count() if tokens.size >= _PARALLEL_MIN_VALUES else 1
+    if threads < 2:
         _curves_frames(bits, text, out, 0, t)
+        return out
+    step = max(_MIN_FRAMES_PER_TASK, -(-t // (threads * _TASKS_PER_THREAD)))
+    # the kernel releases the GIL: slices of frames run on a thread pool
+    # (numba's own parallel backend is avoided: its OpenMP pool aborts a
+    # process forked after it started, and it resets torch's thread count)
+    tasks = [_pool(threads).submit(_curves_frames, bits, text, out, first, min(t, first + step))
+             for first in range(0, t, step)]
+    for task in tasks:
+        task.result()
     return out
 
 
-# numba's thread pool is used by one call at a time (its "workqueue" layer
-# is not thread-safe; another thread meanwhile runs the serial kernel), and
-# never in a process forked after the pool started (GNU OpenMP's pool does
-# not survive fork(): numba would abort the child).
-_PARALLEL_LOCK = threading.Lock()
-_POOL_PID: list[int] = []
+def _thread_count() -> int:
+    # numba's setting (NUMBA_NUM_THREADS, default: the cores), read without
+    # starting numba's thread pool
+    return max(1, int(numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
 
 
-def _parallel_allowed() -> bool:
-    """True with the lock held when this call may use the thread pool."""
-    if numba.get_num_threads() < 2:
-        return False
-    pid = os.getpid()
-    if _POOL_PID and _POOL_PID[0] != pid:
-        return False
-    if not _PARALLEL_LOCK.acquire(blocking=False):
-        return False
-    if not _POOL_PID:
-        _POOL_PID.append(pid)
-    return True
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """The worker threads of this process (a forked child gets its own: the
+    parent's threads do not exist there)."""
+    key = (os.getpid(), threads)
+    pool = _POOLS.get(key)
+    if pool is None:
+        with _POOLS_LOCK:
+            pool = _POOLS.get(key)
+            if pool is None:
+                pool = _POOLS[key] = ThreadPoolExecutor(threads, thread_name_prefix="tfvtg-similarity")
+    return pool
 
 
 def _is_torch(x: Any) -> bool:
