@@ -63,6 +63,14 @@ def planted_unit_tokens(t: int, q: int, d: int, enc: VecEncoder, text: str, span
     return unit(raw)
 
 
+@pytest.fixture()
+def two_threads_from_700_frames(monkeypatch):
+    """Thread pool on (700, 32, 64) tokens (1.4 M values) with two threads,
+    whatever the machine: the tests stay small and exercise the pool."""
+    monkeypatch.setattr(similarity, "_PARALLEL_MIN_VALUES", 1 << 20)
+    monkeypatch.setattr(similarity, "_thread_count", lambda: 2)
+
+
 # ------------------------------------------------------------------ kernel
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -92,9 +100,9 @@ def test_similarity_curves_on_kept_tokens_equal_reference(dtype):
     np.testing.assert_allclose(curves, float32_reference(tokens, unit(raw_text)), rtol=0, atol=1e-6)
 
 
-def test_long_videos_are_split_over_threads_and_match_one_thread(monkeypatch):
+def test_long_videos_are_split_over_threads_and_match_one_thread(monkeypatch, two_threads_from_700_frames):
     rng = np.random.default_rng(1)
-    tokens = unit(rng.standard_normal((700, 32, 64))).astype(np.float16)  # 1.4 M values: over the threshold
+    tokens = unit(rng.standard_normal((700, 32, 64))).astype(np.float16)
     text = unit(rng.standard_normal((3, 64)))
     pools = []
     original = similarity._pool
@@ -103,17 +111,16 @@ def test_long_videos_are_split_over_threads_and_match_one_thread(monkeypatch):
         pools.append(threads)
         return original(threads)
 
-    monkeypatch.setattr(similarity, "_thread_count", lambda: 2)
     monkeypatch.setattr(similarity, "_pool", spy)
     got = max_token_similarity(tokens, text)
     assert len(pools) > 1, "a long video should be handed out in slices"
     one_thread = np.empty_like(got)
-    similarity._curves_frames(tokens.view(np.uint16), text, one_thread, 0, tokens.shape[0])
+    similarity._curves_frames(tokens.view(np.uint16), text, one_thread, 0, tokens.shape[0], 0)
     np.testing.assert_array_equal(got, one_thread)
     np.testing.assert_allclose(got, float32_reference(tokens, text), rtol=0, atol=1e-6)
 
 
-def test_long_videos_leave_torch_thread_count_alone():
+def test_long_videos_leave_torch_thread_count_alone(two_threads_from_700_frames):
     # numba's OpenMP backend used to reset it (they share libgomp)
     torch = pytest.importorskip("torch")
     before = torch.get_num_threads()
@@ -126,7 +133,7 @@ def test_long_videos_leave_torch_thread_count_alone():
         torch.set_num_threads(before)
 
 
-def test_concurrent_calls_from_threads_agree():
+def test_concurrent_calls_from_threads_agree(two_threads_from_700_frames):
     rng = np.random.default_rng(2)
     tokens = unit(rng.standard_normal((600, 32, 64))).astype(np.float16)
     texts = [unit(rng.standard_normal((2, 64))) for _ in range(4)]
@@ -147,7 +154,7 @@ def test_concurrent_calls_from_threads_agree():
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
-def test_process_forked_after_the_thread_pool_started_still_scores():
+def test_process_forked_after_the_thread_pool_started_still_scores(two_threads_from_700_frames):
     # the parent's worker threads do not exist in a forked child
     rng = np.random.default_rng(4)
     tokens = unit(rng.standard_normal((700, 32, 64))).astype(np.float16)
@@ -168,6 +175,25 @@ def test_process_forked_after_the_thread_pool_started_still_scores():
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     np.testing.assert_array_equal(pickle.loads(data), expected)
+
+
+def test_prefetching_changes_nothing_but_speed():
+    rng = np.random.default_rng(6)
+    tokens = unit(rng.standard_normal((37, 5, 48))).astype(np.float16).view(np.uint16)
+    text = unit(rng.standard_normal((3, 48)))
+    plain, fetched = np.empty((3, 37), np.float32), np.empty((3, 37), np.float32)
+    similarity._curves_frames(tokens, text, plain, 0, 37, 0)
+    similarity._curves_frames(tokens, text, fetched, 0, 37, 2)
+    np.testing.assert_array_equal(plain, fetched)
+
+
+def test_kernel_input_checks():
+    text = unit(np.ones((1, 8)))
+    with pytest.raises(InvalidInputError, match="float16/32/64"):
+        max_token_similarity(np.ones((4, 2, 8), np.int16), text)
+    tokens = unit(np.random.default_rng(0).standard_normal((6, 2, 8)))
+    strided = np.asfortranarray(tokens)  # copied, not refused
+    np.testing.assert_allclose(max_token_similarity(strided, text), float32_reference(tokens, text), atol=1e-6)
 
 
 def test_text_embeddings_are_checked_and_normalised():

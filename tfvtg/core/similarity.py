@@ -21,7 +21,9 @@ from typing import Any
 import numba
 import numpy as np
 from llvmlite import ir
+from llvmlite.binding import llvm_version_info
 from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .errors import InvalidInputError
@@ -29,12 +31,21 @@ from .features import VideoFeatures
 
 __all__ = ["similarity_curves", "normalise_text_embeddings", "max_token_similarity"]
 
-# Below this many token values (about 2 MB of float16: 128 frames of
-# (32, 256) tokens, a 43-second video at 3 fps) one thread does the whole
-# video: handing out work costs more than it saves.
-_PARALLEL_MIN_VALUES = 1 << 20
-# Frames per task on longer videos: a few tasks per thread, so a core busy
-# with something else slows a call down instead of stalling it.
+# How the kernel runs, by the number of token values (measured on this
+# project's 2-core VM, float16 (32, 256) tokens read from memory):
+# - below _PREFETCH_MAX_VALUES (256 frames, an 85-second video at 3 fps):
+#   one thread with software prefetch, which saves 10-20% on short videos
+#   whose 4 KB pages each stall the hardware prefetcher;
+# - up to _PARALLEL_MIN_VALUES (1,024 frames): one thread, no prefetch
+#   (on a long stream the extra instructions cost more than they save);
+# - above: slices of frames on a small thread pool. Two threads halve a
+#   long video's time when the other core is free; handing out the work
+#   costs more than it saves below this size.
+_PREFETCH_MAX_VALUES = 1 << 21
+_PREFETCH_FRAMES_AHEAD = 2
+_PARALLEL_MIN_VALUES = 1 << 23
+# Frames per task: a few tasks per thread, so a core busy with something
+# else slows a call down instead of stalling it.
 _MIN_FRAMES_PER_TASK = 128
 _TASKS_PER_THREAD = 4
 # token values per slice of the torch path (16 MB of float32 on the device)
@@ -104,6 +115,34 @@ def _widen(typingctx, value):
     return types.float32(value), codegen
 
 
+# LLVM names its prefetch intrinsic after the pointer type: opaque pointers
+# from LLVM 15 on
+_PREFETCH_NAME = "llvm.prefetch.p0" if llvm_version_info[0] >= 15 else "llvm.prefetch.p0i8"
+
+
+@intrinsic
+def _prefetch(typingctx, flat, index):
+    """Hint the CPU to fetch the cache line holding ``flat[index]`` (a 1-D
+    array) for reading; never faults, changes nothing."""
+    if not isinstance(flat, types.Array) or flat.ndim != 1 or not isinstance(index, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        aryty = sig.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
+        byte_ptr = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [byte_ptr, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, _PREFETCH_NAME)
+        # read, high temporal locality, data cache
+        builder.call(fn, [builder.bitcast(ptr, byte_ptr), ir.Constant(i32, 0), ir.Constant(i32, 3),
+                          ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.none(flat, index), codegen
+
+
 # Reassociation lets LLVM split the D-long dot products over vector lanes
 # (the summation order differs from BLAS's by float32 rounding only: about
 # 1e-7 on unit vectors). No "no-NaN/no-inf" flags: the running max starts at
@@ -112,18 +151,29 @@ _FAST = {"reassoc", "contract", "nsz"}
 
 
 @njit(cache=True, fastmath=_FAST, nogil=True)
-def _curves_frames(tokens, text, out, first, stop):  # pragma: no cover - compiled
+def _curves_frames(tokens, text, out, first, stop, prefetch_ahead):  # pragma: no cover - compiled
     # tokens (T, Q, D) uint16 (float16 bits), float32 or float64;
     # text (n, D) float32 unit rows; out (n, T) float32, frames [first, stop).
     # Blocks of 4 tokens x 2 texts: eight independent dot products share
     # each load (the frame's tokens, 16 KB in float16, stay in L1 across
     # the text pairs), so the loop is bound by reading the tokens, not by
     # the latency of one accumulator.
+    # prefetch_ahead > 0: while scoring frame i, ask for every cache line of
+    # frame i + prefetch_ahead. The hardware prefetcher stops at each 4 KB
+    # page, so a short video read from memory stalls at every page without
+    # this; a long streamed one (or one already in cache) gains nothing.
     q = tokens.shape[1]
     d = tokens.shape[2]
     n = text.shape[0]
     q4 = q - q % 4
+    flat = tokens.reshape(-1)
+    per_frame = q * d
+    per_line = max(1, 64 // tokens.itemsize)
     for i in range(first, stop):
+        if prefetch_ahead > 0 and i + prefetch_ahead < stop:
+            ahead = (i + prefetch_ahead) * per_frame
+            for p in range(ahead, ahead + per_frame, per_line):
+                _prefetch(flat, p)
         m = 0
         while m + 1 < n:
             best0 = np.float32(-np.inf)
@@ -188,30 +238,37 @@ def _curves_frames(tokens, text, out, first, stop):  # pragma: no cover - compil
             out[m, i] = best0
 
 
+_KERNEL_DTYPES = tuple(np.dtype(f"{order}f{width}") for width in (2, 4, 8) for order in "<>")
+
+
 def max_token_similarity(tokens: np.ndarray, text: np.ndarray) -> np.ndarray:
     """The fused kernel on plain arrays: ``out[m, t] = max_q tokens[t, q] . text[m]``.
 
     Args:
-        tokens: (T, Q, D) float16, float32 or float64, C-contiguous, native
-            byte order (e.g. a memory map); read once, never copied.
+        tokens: (T, Q, D) float16, float32 or float64 (e.g. a memory map);
+            read once, never copied when C-contiguous in native byte order.
         text: (n, D) float32 C-contiguous rows (normalised by the caller).
 
     Returns:
         (n, T) float32. Equal to ``max over q`` of the float32 product of the
         tokens widened to float32, up to float32 rounding of the sums.
     """
+    if tokens.dtype not in _KERNEL_DTYPES or tokens.ndim != 3:
+        raise InvalidInputError(f"tokens must be a (T, Q, D) float16/32/64 array, got {tokens.dtype} {tokens.shape}")
+    if not tokens.flags.c_contiguous or not tokens.dtype.isnative:
+        tokens = np.ascontiguousarray(tokens, dtype=tokens.dtype.newbyteorder("="))
     t = tokens.shape[0]
     out = np.empty((text.shape[0], t), np.float32)
     bits = tokens.view(np.uint16) if tokens.dtype == np.float16 else tokens
     threads = _thread_count() if tokens.size >= _PARALLEL_MIN_VALUES else 1
     if threads < 2:
-        _curves_frames(bits, text, out, 0, t)
+        _curves_frames(bits, text, out, 0, t, _PREFETCH_FRAMES_AHEAD if tokens.size < _PREFETCH_MAX_VALUES else 0)
         return out
     step = max(_MIN_FRAMES_PER_TASK, -(-t // (threads * _TASKS_PER_THREAD)))
     # the kernel releases the GIL: slices of frames run on a thread pool
     # (numba's own parallel backend is avoided: its OpenMP pool aborts a
     # process forked after it started, and it resets torch's thread count)
-    tasks = [_pool(threads).submit(_curves_frames, bits, text, out, first, min(t, first + step))
+    tasks = [_pool(threads).submit(_curves_frames, bits, text, out, first, min(t, first + step), 0)
              for first in range(0, t, step)]
     for task in tasks:
         task.result()
