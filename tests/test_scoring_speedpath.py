@@ -70,6 +70,9 @@ def two_threads():
     if similarity.numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("numba runs one thread here")
     similarity.numba.set_num_threads(2)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(similarity, "_load_average", lambda: 0.0)  # threads even on a busy machine
+        yield
 
 
 # ------------------------------------------------------------------ kernel
@@ -119,6 +122,27 @@ def test_videos_are_split_over_threads_and_match_one_thread(monkeypatch, two_thr
     similarity._curves_frames(tokens.view(np.uint16), text, one_thread, 0, tokens.shape[0], 0)
     np.testing.assert_array_equal(got, one_thread)
     np.testing.assert_allclose(got, float32_reference(tokens, text), rtol=0, atol=1e-6)
+
+
+def test_busy_machine_keeps_short_videos_on_one_thread(monkeypatch, two_threads):
+    rng = np.random.default_rng(7)
+    text = unit(rng.standard_normal((1, 256)))
+    calls = []
+    original = similarity._curves_parallel
+
+    def spy(*args):
+        calls.append(args[0].shape[0])
+        return original(*args)
+
+    monkeypatch.setattr(similarity, "_curves_parallel", spy)
+    monkeypatch.setattr(similarity, "_load_average", lambda: 8.0)  # every core taken
+    short = unit(rng.standard_normal((300, 32, 256))).astype(np.float16)
+    np.testing.assert_allclose(max_token_similarity(short, text), float32_reference(short, text), atol=1e-6)
+    assert calls == []
+    long = np.broadcast_to(short[:1], (1100, 32, 256))  # 9 M values: threads whatever the load
+    np.testing.assert_allclose(max_token_similarity(long, text)[0], float32_reference(short[:1], text)[0, 0],
+                               atol=1e-6)
+    assert calls == [1100]
 
 
 def test_concurrent_calls_from_threads_agree(two_threads):

@@ -34,15 +34,19 @@ __all__ = ["similarity_curves", "normalise_text_embeddings", "max_token_similari
 # How the kernel runs (measured on this project's 2-core VM, float16
 # (32, 256) tokens read from memory):
 # - numba's threads, frames handed out in small slices one at a time, from
-#   _PARALLEL_MIN_VALUES token values (16 frames) on: two threads halve the
-#   time of anything from a Charades clip to an hour-long video when the
-#   other core is free (a busy one costs up to a third more on short clips);
-#   set NUMBA_NUM_THREADS=1 (or numba.set_num_threads(1)) where processes
-#   already fill the cores;
+#   _PARALLEL_MIN_VALUES token values (16 frames) on: two threads take about
+#   60% of one thread's time on a Charades clip and half on an hour-long
+#   video, when the other core is free. When it is busy, a short video
+#   waits for the other thread's slice (OpenMP joins every thread) and
+#   takes 1.5-3x one thread's time; a long one loses nothing. So below
+#   _PARALLEL_ALWAYS_VALUES (1,024 frames) the threads are used only while
+#   the load average leaves a core free. NUMBA_NUM_THREADS=1 (or
+#   numba.set_num_threads(1)) keeps everything on one thread;
 # - software prefetch below _PREFETCH_MAX_VALUES (512 frames): 10-20% on
 #   short videos, whose 4 KB pages each stall the hardware prefetcher; on a
 #   long stream the extra instructions cost more than they save.
 _PARALLEL_MIN_VALUES = 1 << 17
+_PARALLEL_ALWAYS_VALUES = 1 << 23
 _PREFETCH_MAX_VALUES = 1 << 22
 _PREFETCH_FRAMES_AHEAD = 2
 _TASKS_PER_THREAD = 8
@@ -260,7 +264,7 @@ def max_token_similarity(tokens: np.ndarray, text: np.ndarray) -> np.ndarray:
     out = np.empty((text.shape[0], t), np.float32)
     bits = tokens.view(np.uint16) if tokens.dtype == np.float16 else tokens
     prefetch = _PREFETCH_FRAMES_AHEAD if tokens.size < _PREFETCH_MAX_VALUES else 0
-    threads = _parallel_threads() if tokens.size >= _PARALLEL_MIN_VALUES else 1
+    threads = _parallel_threads(tokens.size)
     if threads < 2:
         _curves_frames(bits, text, out, 0, t, prefetch)
         return out
@@ -299,10 +303,13 @@ _PARALLEL_LOCK = threading.Lock()
 _PARALLEL_STATE = {"started": False, "forked": False}
 
 
-def _parallel_threads() -> int:
-    """numba's thread count when this call may use numba's threads (then
-    with _PARALLEL_LOCK held), else 1."""
-    if _PARALLEL_STATE["forked"] or numba.config.NUMBA_NUM_THREADS < 2:  # type: ignore[attr-defined]
+def _parallel_threads(values: int) -> int:
+    """numba's thread count when a kernel over ``values`` token values may
+    use numba's threads (then with _PARALLEL_LOCK held), else 1."""
+    if values < _PARALLEL_MIN_VALUES or _PARALLEL_STATE["forked"]:
+        return 1
+    most = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
+    if most < 2 or (values < _PARALLEL_ALWAYS_VALUES and _load_average() > most - 0.5):
         return 1
     if not _PARALLEL_STATE["started"]:
         starter = threading.Thread(target=numba.get_num_threads, name="tfvtg-start-numba-threads")
@@ -315,6 +322,15 @@ def _parallel_threads() -> int:
     if threads < 2:
         _PARALLEL_LOCK.release()
     return threads
+
+
+def _load_average() -> float:
+    """The 1-minute load average (0 where the system has none to give): a
+    scheduling hint only, results never depend on it."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 0.0
 
 
 def _after_fork_in_child() -> None:
