@@ -64,11 +64,15 @@ def planted_unit_tokens(t: int, q: int, d: int, enc: VecEncoder, text: str, span
 
 
 @pytest.fixture()
-def two_threads_from_700_frames(monkeypatch):
-    """Thread pool on (700, 32, 64) tokens (1.4 M values) with two threads,
-    whatever the machine: the tests stay small and exercise the pool."""
-    monkeypatch.setattr(similarity, "_PARALLEL_MIN_VALUES", 1 << 20)
-    monkeypatch.setattr(similarity, "_thread_count", lambda: 2)
+def two_threads():
+    """numba's threads for the kernel, two of them (tests that need them
+    skip on a one-thread setup, NUMBA_NUM_THREADS=1)."""
+    if similarity.numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba runs one thread here")
+    similarity.numba.set_num_threads(2)
+    with pytest.MonkeyPatch.context() as mp:  # threads even where one thread has been faster
+        mp.setattr(similarity._THREAD_CHOICE, "choose", lambda: (True, False))
+        yield
 
 
 # ------------------------------------------------------------------ kernel
@@ -100,40 +104,70 @@ def test_similarity_curves_on_kept_tokens_equal_reference(dtype):
     np.testing.assert_allclose(curves, float32_reference(tokens, unit(raw_text)), rtol=0, atol=1e-6)
 
 
-def test_long_videos_are_split_over_threads_and_match_one_thread(monkeypatch, two_threads_from_700_frames):
+def test_videos_are_split_over_threads_and_match_one_thread(monkeypatch, two_threads):
     rng = np.random.default_rng(1)
     tokens = unit(rng.standard_normal((700, 32, 64))).astype(np.float16)
     text = unit(rng.standard_normal((3, 64)))
-    pools = []
-    original = similarity._pool
+    calls = []
+    original = similarity._curves_parallel
 
-    def spy(threads):
-        pools.append(threads)
-        return original(threads)
+    def spy(*args):
+        calls.append(args[3])
+        return original(*args)
 
-    monkeypatch.setattr(similarity, "_pool", spy)
+    monkeypatch.setattr(similarity, "_curves_parallel", spy)
     got = max_token_similarity(tokens, text)
-    assert len(pools) > 1, "a long video should be handed out in slices"
+    assert calls and calls[0] >= 2, "a video should be handed out in slices"
     one_thread = np.empty_like(got)
     similarity._curves_frames(tokens.view(np.uint16), text, one_thread, 0, tokens.shape[0], 0)
     np.testing.assert_array_equal(got, one_thread)
     np.testing.assert_allclose(got, float32_reference(tokens, text), rtol=0, atol=1e-6)
 
 
-def test_long_videos_leave_torch_thread_count_alone(two_threads_from_700_frames):
-    # numba's OpenMP backend used to reset it (they share libgomp)
-    torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        tokens = unit(np.random.default_rng(1).standard_normal((700, 32, 64))).astype(np.float16)
-        max_token_similarity(tokens, unit(np.ones((1, 64))))
-        assert torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(before)
+def test_thread_choice_follows_measured_speed_and_keeps_probing():
+    choice = similarity._ThreadChoice()
+
+    def run(calls, cost_one, cost_threads):
+        picks = []
+        for _ in range(calls):
+            threads, probe = choice.choose()
+            picks.append(threads)
+            choice.record(threads, probe, cost_threads if threads else cost_one)
+        return picks
+
+    assert choice.choose() == (False, True)  # one thread measured first
+    choice.record(False, True, 50.0)  # the first call of each way is not counted
+    run(40, 2.0, 1.0)
+    assert sum(run(64, 2.0, 1.0)) >= 56  # idle: threads, one thread tried now and then
+    run(2000, 2.0, 3.0)  # the machine gets busy: threads become the slower way
+    picks = run(1024, 2.0, 3.0)
+    assert sum(picks) <= 2 and choice.probe_every == choice.LAST_PROBE
+    run(1200, 2.0, 1.0)  # idle again
+    assert sum(run(256, 2.0, 1.0)) >= 240
 
 
-def test_concurrent_calls_from_threads_agree(two_threads_from_700_frames):
+def test_short_videos_use_what_has_been_faster(monkeypatch):
+    rng = np.random.default_rng(7)
+    short = unit(rng.standard_normal((100, 32, 64))).astype(np.float16)  # 205 k values: measured
+    text = unit(rng.standard_normal((1, 64)))
+    calls = []
+    original = similarity._curves_parallel
+
+    def spy(*args):
+        calls.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(similarity, "_curves_parallel", spy)
+    slow_threads = similarity._ThreadChoice()
+    slow_threads.typical = {False: 1e-9, True: 1e-6}
+    slow_threads.probe_every = slow_threads.LAST_PROBE
+    monkeypatch.setattr(similarity, "_THREAD_CHOICE", slow_threads)
+    for _ in range(20):
+        np.testing.assert_allclose(max_token_similarity(short, text), float32_reference(short, text), atol=1e-6)
+    assert calls == [] and slow_threads.calls == 20
+
+
+def test_concurrent_calls_from_threads_agree(two_threads):
     rng = np.random.default_rng(2)
     tokens = unit(rng.standard_normal((600, 32, 64))).astype(np.float16)
     texts = [unit(rng.standard_normal((2, 64))) for _ in range(4)]
@@ -154,12 +188,12 @@ def test_concurrent_calls_from_threads_agree(two_threads_from_700_frames):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
-def test_process_forked_after_the_thread_pool_started_still_scores(two_threads_from_700_frames):
-    # the parent's worker threads do not exist in a forked child
+def test_process_forked_after_the_thread_pool_started_still_scores(two_threads):
+    # GNU OpenMP's pool does not survive fork(): numba would terminate the child
     rng = np.random.default_rng(4)
     tokens = unit(rng.standard_normal((700, 32, 64))).astype(np.float16)
     text = unit(rng.standard_normal((1, 64)))
-    expected = max_token_similarity(tokens, text)  # starts the worker threads here
+    expected = max_token_similarity(tokens, text)  # starts numba's threads here
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child

@@ -8,21 +8,23 @@ from a feature file); texts are normalised here.
 On numpy tokens the curves come from one fused compiled kernel: each frame's
 Q x D tokens are read once (float16 widened to float32 in registers, never
 copied as a whole), dotted with every text and reduced to their max, so the
-cost is one pass over the token storage whatever the number of texts. The
-kernel releases the GIL; long videos are split over a few threads.
+cost is one pass over the token storage whatever the number of texts,
+split over numba's threads.
 """
 from __future__ import annotations
 
 import os
+import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections import deque
 from typing import Any
 
 import numba
 import numpy as np
 from llvmlite import ir
 from llvmlite.binding import llvm_version_info
-from numba import njit, types
+from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -31,27 +33,27 @@ from .features import VideoFeatures
 
 __all__ = ["similarity_curves", "normalise_text_embeddings", "max_token_similarity"]
 
-# How the kernel runs, by the number of token values (measured on this
-# project's 2-core VM, float16 (32, 256) tokens read from memory):
-# - below _PREFETCH_MAX_VALUES (256 frames, an 85-second video at 3 fps):
-#   one thread with software prefetch, which saves 10-20% on short videos
-#   whose 4 KB pages each stall the hardware prefetcher;
-# - up to _PARALLEL_MIN_VALUES (1,024 frames): one thread, no prefetch
-#   (on a long stream the extra instructions cost more than they save);
-# - above: slices of frames on a small thread pool; two threads halve an
-#   hour-long video's time when the other core is free and lose nothing
-#   when it is busy. Short videos stay on one thread: numba's OpenMP
-#   threads took a Charades clip from 82 to 56 us on an idle machine but to
-#   180-540 us with the other core busy (every thread must reach the end of
-#   the parallel region), and handing slices to Python threads costs more
-#   than the clip. NUMBA_NUM_THREADS=1 keeps long videos on one thread too.
-_PREFETCH_MAX_VALUES = 1 << 21
+# How the kernel runs (measured on this project's 2-core VM, float16
+# (32, 256) tokens read from memory):
+# - numba's threads (frames handed out in small slices, one at a time) on
+#   long videos, from _PARALLEL_ALWAYS_VALUES token values (1,024 frames):
+#   two threads halve an hour-long video's time when the other core is
+#   free and lose nothing when it is busy;
+# - on shorter ones (from _PARALLEL_MIN_VALUES, 16 frames) whichever of one
+#   thread or numba's threads has been faster lately (_ThreadChoice); on an
+#   idle machine two threads take a Charades clip from 82 to 56 us, but
+#   with the other core busy they take 180-540 us (OpenMP waits for every
+#   thread at the end of the parallel region), so only measurement tells;
+# - software prefetch below _PREFETCH_MAX_VALUES (512 frames): 10-20% on
+#   short videos, whose 4 KB pages each stall the hardware prefetcher; on a
+#   long stream the extra instructions cost more than they save.
+# NUMBA_NUM_THREADS=1 (or numba.set_num_threads(1)) keeps all on one thread.
+_PARALLEL_MIN_VALUES = 1 << 17
+_PARALLEL_ALWAYS_VALUES = 1 << 23
+_PREFETCH_MAX_VALUES = 1 << 22
 _PREFETCH_FRAMES_AHEAD = 2
-_PARALLEL_MIN_VALUES = 1 << 23
-# Frames per task: a few tasks per thread, so a core busy with something
-# else slows a call down instead of stalling it.
-_MIN_FRAMES_PER_TASK = 128
-_TASKS_PER_THREAD = 4
+_TASKS_PER_THREAD = 8
+_MIN_FRAMES_PER_TASK = 8
 # token values per slice of the torch path (16 MB of float32 on the device)
 _TORCH_CHUNK_VALUES = 1 << 22
 
@@ -264,42 +266,137 @@ def max_token_similarity(tokens: np.ndarray, text: np.ndarray) -> np.ndarray:
     t = tokens.shape[0]
     out = np.empty((text.shape[0], t), np.float32)
     bits = tokens.view(np.uint16) if tokens.dtype == np.float16 else tokens
-    threads = _thread_count() if tokens.size >= _PARALLEL_MIN_VALUES else 1
+    prefetch = _PREFETCH_FRAMES_AHEAD if tokens.size < _PREFETCH_MAX_VALUES else 0
+    measured = _PARALLEL_MIN_VALUES <= tokens.size < _PARALLEL_ALWAYS_VALUES
+    if tokens.size < _PARALLEL_MIN_VALUES:
+        threads, probe = 1, False
+    elif measured:
+        wanted, probe = _THREAD_CHOICE.choose()
+        threads = _parallel_threads() if wanted else 1
+    else:
+        threads, probe = _parallel_threads(), False
+    start = time.perf_counter()
     if threads < 2:
-        _curves_frames(bits, text, out, 0, t, _PREFETCH_FRAMES_AHEAD if tokens.size < _PREFETCH_MAX_VALUES else 0)
-        return out
-    step = max(_MIN_FRAMES_PER_TASK, -(-t // (threads * _TASKS_PER_THREAD)))
-    # the kernel releases the GIL: slices of frames run on a thread pool
-    # (numba's own parallel backend is avoided: its OpenMP pool aborts a
-    # process forked after it started, and it resets torch's thread count)
-    tasks = [_pool(threads).submit(_curves_frames, bits, text, out, first, min(t, first + step), 0)
-             for first in range(0, t, step)]
-    for task in tasks:
-        task.result()
+        _curves_frames(bits, text, out, 0, t, prefetch)
+    else:
+        try:
+            tasks = min(threads * _TASKS_PER_THREAD, max(threads, t // _MIN_FRAMES_PER_TASK))
+            # slices handed out one at a time, not split in equal parts up
+            # front: a thread whose core is busy elsewhere holds up one slice
+            previous = numba.set_parallel_chunksize(1)
+            try:
+                _curves_parallel(bits, text, out, tasks, prefetch)
+            finally:
+                numba.set_parallel_chunksize(previous)
+        finally:
+            _PARALLEL_LOCK.release()
+    if measured:
+        _THREAD_CHOICE.record(threads > 1, probe, (time.perf_counter() - start) / (tokens.size * text.shape[0]))
     return out
 
 
-def _thread_count() -> int:
-    # numba's setting (NUMBA_NUM_THREADS, default: the cores), read without
-    # starting numba's thread pool
-    return max(1, int(numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
+class _ThreadChoice:
+    """One thread or numba's threads for short videos, by measured speed.
+
+    Keeps the last ``KEPT`` costs (seconds per token value and text) of each
+    way, uses the one with the lower median, and tries the other every
+    ``probe_every`` calls: every 8th after a probe that won, backing off to
+    every 1,024th while probes lose (with the other core busy, the threads
+    took a short clip 50x longer here), so a machine that gets busy or idle
+    again is noticed within about a thousand calls. The first call of each
+    way is not counted (thread start-up). Results never depend on the choice.
+    """
+
+    KEPT = 8
+    FIRST_PROBE = 8
+    LAST_PROBE = 1024
+
+    def __init__(self) -> None:
+        self.samples: dict[bool, deque[float]] = {False: deque(maxlen=self.KEPT), True: deque(maxlen=self.KEPT)}
+        self.typical: dict[bool, float | None] = {False: None, True: None}
+        self.started = {False: False, True: False}
+        self.calls = 0
+        self.probe_every = self.FIRST_PROBE
+
+    def choose(self) -> tuple[bool, bool]:
+        """(use threads, this call measures a way not known to be faster)."""
+        self.calls += 1
+        one, many = self.typical[False], self.typical[True]
+        if one is None:
+            return False, True
+        if many is None:
+            return True, True
+        faster = many < one
+        if self.calls % self.probe_every == 0:
+            return not faster, True
+        return faster, False
+
+    def record(self, threads: bool, probe: bool, cost: float) -> None:
+        if not self.started[threads]:
+            self.started[threads] = True
+            return
+        kept = self.samples[threads]
+        kept.append(cost)
+        self.typical[threads] = sorted(kept)[len(kept) // 2]
+        other = self.typical[not threads]
+        if probe and other is not None:
+            # a probe that beats the other way brings the next ones closer
+            self.probe_every = min(self.LAST_PROBE, 2 * self.probe_every) if cost > other else self.FIRST_PROBE
 
 
-_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
-_POOLS_LOCK = threading.Lock()
+_THREAD_CHOICE = _ThreadChoice()
 
 
-def _pool(threads: int) -> ThreadPoolExecutor:
-    """The worker threads of this process (a forked child gets its own: the
-    parent's threads do not exist there)."""
-    key = (os.getpid(), threads)
-    pool = _POOLS.get(key)
-    if pool is None:
-        with _POOLS_LOCK:
-            pool = _POOLS.get(key)
-            if pool is None:
-                pool = _POOLS[key] = ThreadPoolExecutor(threads, thread_name_prefix="tfvtg-similarity")
-    return pool
+@njit(cache=True, fastmath=_FAST, nogil=True, parallel=True)
+def _curves_parallel(tokens, text, out, tasks, prefetch_ahead):  # pragma: no cover - compiled
+    t = tokens.shape[0]
+    step = (t + tasks - 1) // tasks
+    for task in prange(tasks):
+        _curves_frames(tokens, text, out, min(t, task * step), min(t, (task + 1) * step), prefetch_ahead)
+
+
+# numba's thread pool, used with three precautions:
+# - it is started from a helper thread: starting it sets OpenMP's thread
+#   count in the starting thread, and torch, when it shares numba's
+#   libgomp, reads its count from there (once seen here: a caller's
+#   torch.set_num_threads(1) became 2); a helper thread keeps the caller's;
+# - never in a process forked after it started: GNU OpenMP's pool does not
+#   survive fork(), and numba terminates a child that uses it;
+# - one call at a time (another thread meanwhile runs one thread): numba's
+#   fallback "workqueue" layer is not thread-safe.
+_PARALLEL_LOCK = threading.Lock()
+_PARALLEL_STATE = {"started": False, "forked": False}
+
+
+def _parallel_threads() -> int:
+    """numba's thread count when this call may use numba's threads (then
+    with _PARALLEL_LOCK held), else 1."""
+    if _PARALLEL_STATE["forked"] or numba.config.NUMBA_NUM_THREADS < 2:  # type: ignore[attr-defined]
+        return 1
+    if not _PARALLEL_STATE["started"]:
+        starter = threading.Thread(target=numba.get_num_threads, name="tfvtg-start-numba-threads")
+        starter.start()
+        starter.join()
+        _PARALLEL_STATE["started"] = True
+    if not _PARALLEL_LOCK.acquire(blocking=False):
+        return 1
+    threads = numba.get_num_threads()  # numba.set_num_threads() in this thread caps it
+    if threads < 2:
+        _PARALLEL_LOCK.release()
+    return threads
+
+
+def _after_fork_in_child() -> None:
+    launcher = sys.modules.get("numba.np.ufunc.parallel")  # someone else may have started the pool
+    pool_started = launcher is not None and getattr(launcher, "_is_initialized", True)
+    if _PARALLEL_STATE["started"] or pool_started:
+        _PARALLEL_STATE["forked"] = True
+    global _PARALLEL_LOCK
+    _PARALLEL_LOCK = threading.Lock()  # a lock held by a parent's thread would stay held
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _is_torch(x: Any) -> bool:
