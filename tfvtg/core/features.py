@@ -313,9 +313,10 @@ class VideoFeatures:
         """Read a ``.npy`` feature file (TFVTG's released files load as they are).
 
         A file written by :meth:`save` (unit-length tokens) is memory-mapped
-        and kept float16 (``normalized=True``): loading reads only a sample
-        of tokens plus one finiteness pass, and grounding reads the pages it
-        needs. Other files (raw encoder output) are normalised into float32.
+        and kept float16 (``normalized=True``): loading checks a sample of
+        token norms and makes one finiteness pass over the file, without a
+        copy. Other files (raw encoder output, e.g. TFVTG's released
+        features) are normalised into float32 as before.
 
         Args:
             path: the ``.npy`` file.

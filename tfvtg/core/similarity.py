@@ -42,8 +42,9 @@ __all__ = ["similarity_curves", "normalise_text_embeddings", "max_token_similari
 # - on shorter ones (from _PARALLEL_MIN_VALUES, 16 frames) whichever of one
 #   thread or numba's threads has been faster lately (_ThreadChoice); on an
 #   idle machine two threads take a Charades clip from 82 to 56 us, but
-#   with the other core busy they take 180-540 us (OpenMP waits for every
-#   thread at the end of the parallel region), so only measurement tells;
+#   with the other core busy they took 0.2 to several ms (OpenMP waits for
+#   every thread at the end of the parallel region), so only measurement
+#   tells;
 # - software prefetch below _PREFETCH_MAX_VALUES (512 frames): 10-20% on
 #   short videos, whose 4 KB pages each stall the hardware prefetcher; on a
 #   long stream the extra instructions cost more than they save.
