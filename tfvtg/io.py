@@ -153,7 +153,7 @@ def load_array(path: Path, mmap: bool = False) -> np.ndarray:
 def load_features(cls: type[VideoFeatures], path: str | os.PathLike[str], duration: float | None = None,
                   ) -> VideoFeatures:
     path = Path(path)
-    array = load_array(path)
+    array = load_array(path, mmap=True)
     meta = read_sidecar(path)
     fps = meta.get("fps")
     if duration is None:
@@ -163,7 +163,13 @@ def load_features(cls: type[VideoFeatures], path: str | os.PathLike[str], durati
         duration = array.shape[0] / fps if array.ndim else 0.0
     source = meta.get("source") if isinstance(meta.get("source"), str) else None
     encoder = meta.get("encoder") if isinstance(meta.get("encoder"), str) else None
+    from .core.features import looks_normalised
+
+    # a file written by save() holds unit float16 tokens: keep them as they are,
+    # memory-mapped (no float32 copy); raw encoder output is normalised as ever
+    normalized = looks_normalised(array)
     try:
-        return cls(array, duration=duration, fps=fps, source=source or str(path), encoder=encoder)
+        return cls(array, duration=duration, fps=fps, source=source or str(path), encoder=encoder,
+                   normalized=normalized)
     except InvalidInputError as exc:
         raise InvalidInputError(f"{path}: {exc}") from exc

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from . import hooks
-from .errors import InvalidInputError
+from .errors import InvalidInputError, InvalidTypeError
 
 __all__ = ["VideoFeatures"]
 
@@ -39,14 +40,90 @@ def _check_fps(fps: Any, t: int, duration: float) -> float:
     return value
 
 
+# Tokens whose norm is checked when features arrive normalised, and how far
+# from 1 a norm may be: float16 rounding of a unit vector moves its norm by
+# up to about 5e-4 (and such tokens may arrive widened to float32).
+_NORM_SAMPLE = 256
+_NORM_TOLERANCE = 2e-3
+# values per chunk of the torch finiteness check (its boolean temporary)
+_CHECK_CHUNK_VALUES = 1 << 22
+# the exponent bits of IEEE floats by width: all ones means NaN or inf
+_EXPONENT_BITS = {2: (np.uint16, 0x7C00), 4: (np.uint32, 0x7F800000), 8: (np.uint64, 0x7FF0000000000000)}
+
+
+def first_nonfinite_frame(tokens: np.ndarray) -> int:
+    """The first frame holding a NaN or inf, or -1 when all values are finite.
+
+    Args:
+        tokens: (T, ...) float16/32/64 array, C-contiguous, native byte
+            order; a memory map is read in place (one pass, no copy, no
+            temporary: the test is on the exponent bits).
+    """
+    uint, mask = _EXPONENT_BITS[tokens.dtype.itemsize]
+    bits = tokens.reshape(tokens.shape[0], -1).view(uint)
+    return int(_first_frame_with_full_exponent(bits, uint(mask)))
+
+
+@njit(cache=True)
+def _first_frame_with_full_exponent(bits, mask):  # pragma: no cover - compiled
+    t, m = bits.shape
+    for i in range(t):
+        hit = False
+        for k in range(m):  # no early exit inside a frame: the loop vectorises
+            hit |= (bits[i, k] & mask) == mask
+        if hit:
+            return i
+    return -1
+
+
+def _sample_positions(t: int, q: int) -> tuple[np.ndarray, np.ndarray]:
+    # (frame, token) pairs spread evenly over the whole video
+    flat = np.unique(np.linspace(0, t * q - 1, min(_NORM_SAMPLE, t * q)).round().astype(np.int64))
+    return flat // q, flat % q
+
+
+def _norm_outlier(norms: np.ndarray) -> int:
+    # index of the sampled norm farthest from 1 beyond tolerance (0 is allowed:
+    # normalisation keeps a zero token zero), or -1
+    off = np.where(norms == 0, 0.0, np.abs(norms - 1.0))
+    worst = int(np.argmax(off))
+    return worst if off[worst] > _NORM_TOLERANCE else -1
+
+
+def _worst_sampled_norm(tokens: np.ndarray) -> tuple[int, int, float]:
+    # (frame, token, norm) of a sampled token that is not unit-length, or
+    # norm -1.0 when the sample passes; copies only the sampled tokens
+    frames, slots = _sample_positions(tokens.shape[0], tokens.shape[1])
+    norms = np.linalg.norm(tokens[frames, slots].astype(np.float64), axis=-1)
+    bad = _norm_outlier(norms)
+    if bad < 0:
+        return -1, -1, -1.0
+    return int(frames[bad]), int(slots[bad]), float(norms[bad])
+
+
+def looks_normalised(array: Any) -> bool:
+    """True when ``array`` is a float array of shape (T, Q, D) or (T, D)
+    whose sampled tokens all have norm 1 (or 0): e.g. a file written by
+    :meth:`VideoFeatures.save`. Reads only the sample (a memory map stays
+    unread). A True answer is what ``normalized=True`` then checks again,
+    with finiteness."""
+    arr = np.asarray(array)
+    if arr.dtype.kind != "f" or arr.ndim not in (2, 3) or arr.shape[0] < 1 or arr.size == 0:
+        return False
+    tokens = arr.reshape(arr.shape[0], -1, arr.shape[-1])
+    with np.errstate(all="ignore"):
+        return _worst_sampled_norm(tokens)[2] < 0
+
+
 class VideoFeatures:
     """Frame features of one video, validated and L2-normalised once.
 
     Args:
         array: (T, Q, D) per-frame query-token features (BLIP-2's Q-Former
             gives Q=32, D=256), or (T, D) for one vector per frame. A numpy
-            array of any float dtype, or a torch tensor (kept on its device,
-            so similarity runs there when it is a GPU).
+            array of any float dtype (a memory map included), or a torch
+            tensor (kept on its device, so similarity runs there when it is a
+            GPU).
         duration: video length in seconds covered by the T frames.
         fps: sampling rate of the features in frames per second; defaults
             to ``T / duration``. One that contradicts ``T / duration`` (by
@@ -55,29 +132,39 @@ class VideoFeatures:
         encoder: the embedding space of the features (an encoder's
             ``space``, e.g. "blip2-coco"); grounding refuses text embeddings
             from another space. None when unknown.
+        normalized: True when every token is already L2-normalised (a file
+            written by :meth:`save` is: float16 unit tokens). The array is
+            then kept as it is: same dtype (float16 stays float16), same
+            memory (a ``np.load(..., mmap_mode="r")`` map stays a map, a
+            tensor stays on its device), no float32 copy. Checked cheaply: a
+            sample of tokens must have norm 1 (or 0), and every value must be
+            finite (one pass in chunks, no copy). Default False: the tokens
+            are copied to float32 and normalised, as for raw encoder output.
 
-    Building one is a single pass over the array: validation, float32
-    conversion and normalisation of every token happen here, not per query.
+    Building one is a single pass over the array: validation (and, unless
+    ``normalized``, float32 conversion and normalisation of every token)
+    happens here, not per query.
     """
 
     __slots__ = ("tokens", "duration", "fps", "source", "encoder")
 
     def __init__(self, array: Any, duration: float, fps: float | None = None, *, source: str | None = None,
-                 encoder: str | None = None):
+                 encoder: str | None = None, normalized: bool = False):
         try:
             duration = float(duration)
         except (TypeError, ValueError):
             raise InvalidInputError(f"duration must be a number of seconds, got {duration!r}") from None
         if not math.isfinite(duration) or duration <= 0:
             raise InvalidInputError(f"duration must be a positive, finite number of seconds, got {duration!r}")
+        if not isinstance(normalized, (bool, np.bool_)):
+            raise InvalidTypeError(f"normalized must be True or False, got {normalized!r}")
         if _is_torch_tensor(array):
-            tokens = self._normalise_torch(array)
+            tokens = self._keep_torch(array) if normalized else self._normalise_torch(array)
         else:
-            tokens = self._normalise_numpy(array)
-        t = int(tokens.shape[0])
+            tokens = self._keep_numpy(array) if normalized else self._normalise_numpy(array)
         self.tokens = tokens
         self.duration = duration
-        self.fps = _check_fps(fps, t, duration)
+        self.fps = _check_fps(fps, int(tokens.shape[0]), duration)
         self.source = source
         self.encoder = encoder
 
@@ -103,6 +190,10 @@ class VideoFeatures:
             raise InvalidInputError(f"features must be numeric, got dtype {arr.dtype}")
         t, q, d = cls._check_shape(arr.shape)
         tokens = np.ascontiguousarray(arr.reshape(t, q, d), dtype=np.float32)
+        if np.may_share_memory(tokens, arr):
+            # already contiguous float32: normalising in place would change
+            # the caller's array (and every VideoFeatures built on it)
+            tokens = tokens.copy()
         if not np.isfinite(tokens).all():
             bad = int(np.argwhere(~np.isfinite(tokens).all(axis=(1, 2)))[0, 0])
             raise InvalidInputError(f"features contain NaN or inf (first at frame {bad}); re-extract that video")
@@ -113,16 +204,67 @@ class VideoFeatures:
         return tokens
 
     @classmethod
+    def _keep_numpy(cls, array: Any) -> np.ndarray:
+        arr = np.asarray(array)  # a memory map stays one: asarray only drops the subclass
+        if arr.dtype.kind != "f":
+            raise InvalidInputError(
+                f"normalized features must be floating point, got dtype {arr.dtype}; "
+                "pass normalized=False to have them converted and normalised")
+        t, q, d = cls._check_shape(arr.shape)
+        tokens = arr.reshape(t, q, d)
+        if tokens.dtype.byteorder not in "=|" or not tokens.flags.c_contiguous or tokens.dtype == np.longdouble:
+            # the compiled kernels read native, contiguous float16/32/64; a copy
+            # in the same width (float32 for anything wider than float64)
+            target = tokens.dtype.newbyteorder("=") if tokens.dtype != np.longdouble else np.dtype(np.float32)
+            tokens = np.ascontiguousarray(tokens, dtype=target)
+        bad = first_nonfinite_frame(tokens)
+        if bad >= 0:
+            raise InvalidInputError(f"features contain NaN or inf (first at frame {bad}); re-extract that video")
+        frame, token, norm = _worst_sampled_norm(tokens)
+        if norm >= 0:
+            raise InvalidInputError(
+                f"features passed as normalized are not unit-length: token {token} of frame {frame} has norm "
+                f"{norm:.4g}; pass normalized=False to have them normalised")
+        return tokens
+
+    @classmethod
     def _normalise_torch(cls, tensor: Any) -> Any:
         import torch
 
-        if tensor.is_complex() or not (tensor.is_floating_point() or str(tensor.dtype) in _TORCH_INTEGERS):
-            raise InvalidInputError(f"features must be real numbers, got a torch tensor of dtype {tensor.dtype}")
+        cls._check_torch_dtype(tensor)
         t, q, d = cls._check_shape(tuple(tensor.shape))
         tokens = tensor.detach().reshape(t, q, d).to(torch.float32)
         if not bool(torch.isfinite(tokens).all()):
             raise InvalidInputError("features contain NaN or inf; re-extract that video")
         return torch.nn.functional.normalize(tokens, dim=-1).contiguous()
+
+    @classmethod
+    def _keep_torch(cls, tensor: Any) -> Any:
+        import torch
+
+        if not tensor.is_floating_point() or tensor.is_complex():
+            raise InvalidInputError(
+                f"normalized features must be floating point, got a torch tensor of dtype {tensor.dtype}; "
+                "pass normalized=False to have them converted and normalised")
+        t, q, d = cls._check_shape(tuple(tensor.shape))
+        tokens = tensor.detach().reshape(t, q, d).contiguous()
+        step = max(1, _CHECK_CHUNK_VALUES // (q * d))
+        for first in range(0, t, step):  # chunked: the check's boolean copy stays small
+            if not bool(torch.isfinite(tokens[first:first + step]).all()):
+                raise InvalidInputError("features contain NaN or inf; re-extract that video")
+        frames, slots = _sample_positions(t, q)
+        norms = torch.linalg.vector_norm(tokens[torch.as_tensor(frames), torch.as_tensor(slots)].double(), dim=-1)
+        bad = _norm_outlier(norms.cpu().numpy())
+        if bad >= 0:
+            raise InvalidInputError(
+                f"features passed as normalized are not unit-length: token {slots[bad]} of frame {frames[bad]} "
+                f"has norm {float(norms[bad]):.4g}; pass normalized=False to have them normalised")
+        return tokens
+
+    @staticmethod
+    def _check_torch_dtype(tensor: Any) -> None:
+        if tensor.is_complex() or not (tensor.is_floating_point() or str(tensor.dtype) in _TORCH_INTEGERS):
+            raise InvalidInputError(f"features must be real numbers, got a torch tensor of dtype {tensor.dtype}")
 
     @property
     def num_frames(self) -> int:
@@ -132,7 +274,7 @@ class VideoFeatures:
     @property
     def shape(self) -> tuple[int, int, int]:
         """(T, Q, D)."""
-        return tuple(int(s) for s in self.tokens.shape)  # type: ignore[return-value]
+        return tuple(self.tokens.shape)  # type: ignore[return-value]
 
     @property
     def on_torch(self) -> bool:
@@ -147,8 +289,13 @@ class VideoFeatures:
         """Frame positions (0..T, any shape) in seconds, clamped to
         [0, duration]: frame f is ``f * duration / T`` seconds. The one place
         frames become seconds."""
-        seconds = np.asarray(frames, dtype=np.float64) * (self.duration / self.num_frames)
-        return np.clip(seconds, 0.0, self.duration)
+        seconds = np.array(frames, dtype=np.float64)
+        # in place: on the few proposals of a query, np.clip and temporaries
+        # cost more than the arithmetic
+        seconds *= self.duration / self.num_frames
+        np.maximum(seconds, 0.0, out=seconds)
+        np.minimum(seconds, self.duration, out=seconds)
+        return seconds
 
     def __len__(self) -> int:
         return self.num_frames
@@ -164,6 +311,12 @@ class VideoFeatures:
     @classmethod
     def load(cls, path: str | os.PathLike[str], duration: float | None = None) -> VideoFeatures:
         """Read a ``.npy`` feature file (TFVTG's released files load as they are).
+
+        A file written by :meth:`save` (unit-length tokens) is memory-mapped
+        and kept float16 (``normalized=True``): loading checks a sample of
+        token norms and makes one finiteness pass over the file, without a
+        copy. Other files (raw encoder output, e.g. TFVTG's released
+        features) are normalised into float32 as before.
 
         Args:
             path: the ``.npy`` file.

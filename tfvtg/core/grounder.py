@@ -280,11 +280,12 @@ def proposal_rows(proposals: Proposals, features: VideoFeatures, config: Groundi
             return np.array([[0.0, features.duration, 0.0]])
         return np.array([[0.0, 0.0, 1.0]] * 3)
     rows = np.empty((len(proposals), 3))
-    rows[:, 0] = features.frames_to_seconds(proposals.start)
-    rows[:, 1] = features.frames_to_seconds(proposals.end)
+    rows[:, 0] = proposals.start
+    rows[:, 1] = proposals.end
+    rows[:, :2] = features.frames_to_seconds(rows[:, :2])  # both columns in one conversion
     rows[:, 2] = proposals.confidence() if config.scores == "reference" else proposals.normalised_scores()
     return rows
 
 
 def _moments(rows: np.ndarray) -> list[Moment]:
-    return [Moment._make(r) for r in rows.tolist()]
+    return list(map(Moment._make, rows.tolist()))
