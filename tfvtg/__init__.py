@@ -122,7 +122,16 @@ def _plot_result(*args: Any, **kwargs: Any) -> Any:
     return import_module("tfvtg.viz").plot_result(*args, **kwargs)
 
 
+def _torch_op(name: str) -> Any:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(import_module("tfvtg.torch_ops"), name)(*args, **kwargs)
+    return call
+
+
 _hooks.provide("save_features", _save_features)
+_hooks.provide("torch_normalise", _torch_op("normalise"))
+_hooks.provide("torch_keep", _torch_op("keep"))
+_hooks.provide("torch_curves", _torch_op("curves"))
 _hooks.provide("load_features", _load_features)
 _hooks.provide("plot_result", _plot_result)
 

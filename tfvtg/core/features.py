@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numba import njit
 
 from . import hooks
 from .errors import InvalidInputError, InvalidTypeError
+
+if TYPE_CHECKING:  # pragma: no cover - paths only name types here; tfvtg.io reads and writes
+    import os
+    from pathlib import Path
 
 __all__ = ["VideoFeatures"]
 
@@ -227,39 +229,15 @@ class VideoFeatures:
                 f"{norm:.4g}; pass normalized=False to have them normalised")
         return tokens
 
+    # torch tensors (possibly on a GPU) are handled outside core, in
+    # tfvtg.torch_ops, which the package root provides through core.hooks
     @classmethod
     def _normalise_torch(cls, tensor: Any) -> Any:
-        import torch
-
-        cls._check_torch_dtype(tensor)
-        t, q, d = cls._check_shape(tuple(tensor.shape))
-        tokens = tensor.detach().reshape(t, q, d).to(torch.float32)
-        if not bool(torch.isfinite(tokens).all()):
-            raise InvalidInputError("features contain NaN or inf; re-extract that video")
-        return torch.nn.functional.normalize(tokens, dim=-1).contiguous()
+        return hooks.call("torch_normalise", cls, tensor)
 
     @classmethod
     def _keep_torch(cls, tensor: Any) -> Any:
-        import torch
-
-        if not tensor.is_floating_point() or tensor.is_complex():
-            raise InvalidInputError(
-                f"normalized features must be floating point, got a torch tensor of dtype {tensor.dtype}; "
-                "pass normalized=False to have them converted and normalised")
-        t, q, d = cls._check_shape(tuple(tensor.shape))
-        tokens = tensor.detach().reshape(t, q, d).contiguous()
-        step = max(1, _CHECK_CHUNK_VALUES // (q * d))
-        for first in range(0, t, step):  # chunked: the check's boolean copy stays small
-            if not bool(torch.isfinite(tokens[first:first + step]).all()):
-                raise InvalidInputError("features contain NaN or inf; re-extract that video")
-        frames, slots = _sample_positions(t, q)
-        norms = torch.linalg.vector_norm(tokens[torch.as_tensor(frames), torch.as_tensor(slots)].double(), dim=-1)
-        bad = _norm_outlier(norms.cpu().numpy())
-        if bad >= 0:
-            raise InvalidInputError(
-                f"features passed as normalized are not unit-length: token {slots[bad]} of frame {frames[bad]} "
-                f"has norm {float(norms[bad]):.4g}; pass normalized=False to have them normalised")
-        return tokens
+        return hooks.call("torch_keep", cls, tensor)
 
     @staticmethod
     def _check_torch_dtype(tensor: Any) -> None:

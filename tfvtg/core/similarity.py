@@ -28,6 +28,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from . import hooks
 from .errors import InvalidInputError
 from .features import VideoFeatures
 
@@ -424,17 +425,5 @@ def similarity_curves(features: VideoFeatures, text_embeddings: Any) -> np.ndarr
 
 
 def _torch_curves(tokens: Any, text: np.ndarray) -> np.ndarray:
-    # the product runs where the tokens are (e.g. a GPU), in float32 whatever
-    # their dtype, a slice of frames at a time: a float16 video never gets a
-    # whole float32 copy there either
-    import torch
-
-    t, q, d = tokens.shape
-    text_t = torch.from_numpy(text).to(device=tokens.device)
-    step = max(1, _TORCH_CHUNK_VALUES // (q * d))
-    curves = torch.empty((text.shape[0], t), dtype=torch.float32, device=tokens.device)
-    for first in range(0, t, step):
-        chunk = tokens[first:first + step]
-        sims = chunk.reshape(-1, d).to(torch.float32) @ text_t.T  # (frames*Q, n)
-        curves[:, first:first + chunk.shape[0]] = sims.reshape(chunk.shape[0], q, -1).amax(dim=1).T
-    return curves.cpu().numpy()
+    # on the tensor's device (e.g. a GPU): tfvtg.torch_ops, provided through core.hooks
+    return hooks.call("torch_curves", tokens, text, _TORCH_CHUNK_VALUES)

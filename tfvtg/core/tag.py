@@ -94,15 +94,23 @@ class TagFeatures(VideoFeatures):
         self.token_norms = norms.reshape(t, q) if norms is not None else np.ones((t, q), np.float32)
 
 
+def _host_tokens(features: VideoFeatures) -> np.ndarray:
+    """The tokens as a numpy array: TAG's steps are cheap next to a copy of a
+    torch tensor to the host (done with the tensor's own methods: core does
+    not import torch)."""
+    tokens = features.tokens
+    if _is_torch(tokens):
+        return tokens.detach().float().cpu().numpy()
+    return np.asarray(tokens)
+
+
 def _token_norms(array: Any) -> np.ndarray | None:
     # None when the array is malformed: VideoFeatures then says what is wrong
     try:
-        if _is_torch(array):
-            import torch
-
+        if _is_torch(array):  # the tensor's own methods: core does not import torch
             if array.ndim not in (2, 3) or array.is_complex():
                 return None
-            return torch.linalg.vector_norm(array.detach().float(), dim=-1).cpu().numpy().astype(np.float32)
+            return array.detach().float().norm(dim=-1).cpu().numpy().astype(np.float32)
         arr = np.asarray(array)
         if arr.ndim not in (2, 3) or arr.dtype.kind not in "fiu":
             return None
@@ -126,15 +134,7 @@ def best_token_curves(features: VideoFeatures, text_embeddings: Any) -> tuple[np
     """
     t, q, d = features.shape
     text = normalise_text_embeddings(text_embeddings, d)
-    tokens = features.tokens
-    if _is_torch(tokens):
-        import torch
-
-        text_t = torch.from_numpy(text).to(device=tokens.device, dtype=torch.float32)
-        sims = (tokens.reshape(t * q, d).float() @ text_t.T).reshape(t, q, -1)
-        values, index = sims.max(dim=1)
-        return values.T.contiguous().cpu().numpy(), index.T.contiguous().cpu().numpy().astype(np.int64)
-    flat = np.asarray(tokens).reshape(t * q, d)
+    flat = _host_tokens(features).reshape(t * q, d)
     if flat.dtype != np.float32:
         flat = flat.astype(np.float32)
     curves = np.empty((text.shape[0], t), np.float32)
@@ -153,14 +153,7 @@ def frame_vectors(features: VideoFeatures, best: np.ndarray) -> np.ndarray:
     the features keep ``token_norms`` (:class:`TagFeatures`), else the unit token."""
     t = features.num_frames
     frames = np.arange(t)
-    tokens = features.tokens
-    if _is_torch(tokens):
-        import torch
-
-        picked = tokens[torch.arange(t, device=tokens.device), torch.as_tensor(best, device=tokens.device)]
-        vectors = picked.float().cpu().numpy().astype(np.float64)
-    else:
-        vectors = np.asarray(tokens[frames, best], dtype=np.float64)
+    vectors = np.asarray(_host_tokens(features)[frames, best], dtype=np.float64)
     norms = getattr(features, "token_norms", None)
     if norms is not None:
         # float32 like TAG's features: stored value = unit token * length
