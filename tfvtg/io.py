@@ -139,6 +139,29 @@ def read_sidecar(npy: Path) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
+#: the sampling rate of TFVTG's released feature files, which carry no sidecar
+RELEASED_FEATURES_FPS = 3.0
+
+
+def feature_timing(num_frames: int, meta: dict[str, Any], duration: float | None = None
+                   ) -> tuple[float, float | None]:
+    """(duration in seconds, fps or None) of a feature file of ``num_frames``
+    frames: the one rule every reader uses. The duration is the caller's
+    when given, else the sidecar's (``meta``), else ``num_frames / 3`` (TFVTG's
+    released files are sampled at 3 fps); fps is the sidecar's, or 3 in that
+    last case."""
+    fps = meta.get("fps") if _positive(meta.get("fps")) else None
+    if duration is None and _positive(meta.get("duration")):
+        duration = float(meta["duration"])
+    if duration is None:
+        return num_frames / RELEASED_FEATURES_FPS, RELEASED_FEATURES_FPS
+    return float(duration), fps
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
 def load_array(path: Path, mmap: bool = False) -> np.ndarray:
     """``np.load`` without pickles; a damaged file raises InvalidInputError
     naming it."""
@@ -155,12 +178,7 @@ def load_features(cls: type[VideoFeatures], path: str | os.PathLike[str], durati
     path = Path(path)
     array = load_array(path, mmap=True)
     meta = read_sidecar(path)
-    fps = meta.get("fps")
-    if duration is None:
-        duration = meta.get("duration")
-    if duration is None:
-        fps = 3.0
-        duration = array.shape[0] / fps if array.ndim else 0.0
+    duration, fps = feature_timing(array.shape[0] if array.ndim else 0, meta, duration)
     source = meta.get("source") if isinstance(meta.get("source"), str) else None
     encoder = meta.get("encoder") if isinstance(meta.get("encoder"), str) else None
     from .core.features import looks_normalised

@@ -102,17 +102,12 @@ def _find_video(videos: Path, vid: str) -> Path:
 def _load_feature_file(root: Path, vid: str, duration: float | None) -> tuple[np.ndarray, float, str | None]:
     """The (T, Q, D) array of ``<root>/<vid>.npy``, read once, with its
     duration in seconds: the annotation's, else the sidecar's, else T / 3 fps."""
-    from ..io import load_array, read_sidecar
+    from ..io import feature_timing, load_array, read_sidecar
 
     npy = _inside(root, f"{vid}.npy")
     array = load_array(npy)
     meta = read_sidecar(npy)
-    if duration is None:
-        side = meta.get("duration")
-        if isinstance(side, (int, float)) and not isinstance(side, bool) and np.isfinite(side) and side > 0:
-            duration = float(side)
-        else:  # TFVTG's released features: 3 frames per second
-            duration = array.shape[0] / 3.0 if array.ndim else 0.0
+    duration, _ = feature_timing(array.shape[0] if array.ndim else 0, meta, duration)
     encoder = meta.get("encoder") if isinstance(meta.get("encoder"), str) else None
     return array, float(duration), encoder
 
