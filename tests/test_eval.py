@@ -14,13 +14,8 @@ from tfvtg.eval.runner import evaluate, pad_features, read_results
 
 FIXTURES = Path(__file__).parent / "fixtures"
 sys.path.insert(0, str(FIXTURES))
-from parity_synthetic import encode_text, synthetic_features  # noqa: E402
-
-
-class StandIn:
-    def encode_text(self, texts):
-        return encode_text(list(texts))
-
+from parity_synthetic import StandInEncoder as StandIn  # noqa: E402
+from parity_synthetic import synthetic_features  # noqa: E402
 
 # ---------------------------------------------------------------- datasets
 

@@ -13,14 +13,8 @@ from tfvtg.cli import main
 
 FIXTURES = Path(__file__).parent / "fixtures"
 sys.path.insert(0, str(FIXTURES))
-from parity_synthetic import encode_text, synthetic_features  # noqa: E402
-
-
-class StandIn:
-    name = "parity-stand-in"
-
-    def encode_text(self, texts):
-        return encode_text(list(texts))
+from parity_synthetic import StandInEncoder as StandIn  # noqa: E402
+from parity_synthetic import synthetic_features  # noqa: E402
 
 
 @pytest.fixture(scope="module")

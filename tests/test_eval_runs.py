@@ -21,16 +21,8 @@ from tfvtg.eval.runner import evaluate
 
 FIXTURES = Path(__file__).parent / "fixtures"
 sys.path.insert(0, str(FIXTURES))
+from parity_synthetic import StandInEncoder as StandIn  # noqa: E402
 from parity_synthetic import encode_text, synthetic_features  # noqa: E402
-
-
-class StandIn:
-    """The parity fixture's text encoder."""
-
-    name = "parity-stand-in"
-
-    def encode_text(self, texts):
-        return encode_text(list(texts))
 
 
 @pytest.fixture(scope="module")
