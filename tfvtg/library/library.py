@@ -595,7 +595,9 @@ class Library:
         """The video's :class:`VideoFeatures`, read from its memory-mapped file."""
         rec = self._record(video_id)
         tokens = self._open_tokens(rec)
-        return VideoFeatures(tokens, duration=rec.duration, fps=rec.fps, source=rec.source, encoder=rec.encoder)
+        # stored unit-length float16 (prepare_features): kept memory-mapped, no float32 copy
+        return VideoFeatures(tokens, duration=rec.duration, fps=rec.fps, source=rec.source, encoder=rec.encoder,
+                             normalized=True)
 
     def _open_tokens(self, rec: VideoRecord) -> np.ndarray:
         try:
@@ -715,7 +717,7 @@ class Library:
             last = first + self.max_region_frames
         seconds_per_frame = rec.duration / rec.frames
         features = VideoFeatures(tokens[first:last], duration=(last - first) * seconds_per_frame,
-                                 source=rec.source, encoder=rec.encoder)
+                                 source=rec.source, encoder=rec.encoder, normalized=True)
         result = grounder.ground(features, query, decomposition)
         return hits_from_result(rec.id, result, features, rec.source, per_video,
                                 offset_seconds=first * seconds_per_frame)
