@@ -240,7 +240,7 @@ def _overlaps(s: int, e: int, sel_s: np.ndarray, sel_e: np.ndarray, n_sel: int, 
 
 @njit(cache=True)
 def _select(masked_curve, foreground, stride, longest, top_k, iou_threshold, nan_rule, paper, sigma,
-            dyn_threshold):
+            dyn_threshold, prune_lengths=True):
     t = masked_curve.shape[0]
     run_start, dynamic = rising_runs(masked_curve, foreground, stride, sigma, dyn_threshold)
     fg_sum = np.zeros(t + 1, np.float64)
@@ -262,10 +262,28 @@ def _select(masked_curve, foreground, stride, longest, top_k, iou_threshold, nan
     out_score = np.empty(top_k, np.float64)
     out_tied = np.zeros(top_k, np.bool_)
     n_sel = 0
+    # Each length's best score (and whether it has NaN windows), recorded in
+    # the first round: a later round skips a length whose best is below a
+    # score that round is known to reach (the best unsuppressed window of the
+    # most promising length). Skipped windows score strictly below the
+    # round's answer, so they can neither win nor tie: the result is exact.
+    n_lengths = (longest - stride) // step + 1 if longest >= stride else 0
+    length_best = np.full(max(n_lengths, 1), -np.inf)
+    length_nan = np.zeros(max(n_lengths, 1), np.bool_)
+    prune = prune_lengths and not paper  # the paper's scores add a dynamic term the bound does not cover
     # Greedy NMS over the full ranking equals: repeatedly take the best window
     # not suppressed by an already kept one. Each round is one pass with O(1)
     # memory, so no list of millions of windows is ever built or sorted.
-    for _ in range(top_k):
+    for round_index in range(top_k):
+        floor = -np.inf
+        if prune and round_index > 0 and n_lengths > 0:
+            promising = int(np.argmax(length_best[:n_lengths]))
+            probe_len = stride + promising * step
+            for k in range(t - probe_len + 1):
+                sc = static_score(fg_sum, fg_count, k, probe_len, nan_rule)
+                if not np.isnan(sc) and sc > floor and not _overlaps(k, k + probe_len, sel_s, sel_e, n_sel, t,
+                                                                      iou_threshold):
+                    floor = sc
         best_score = -np.inf
         best_nan = False
         best_k = -1
@@ -274,10 +292,20 @@ def _select(masked_curve, foreground, stride, longest, top_k, iou_threshold, nan
         best_f32_known = False
         tied = False  # another unsuppressed window has exactly the best score
         length = stride
+        length_index = 0
         while length <= longest:
+            if round_index > 0 and prune and not length_nan[length_index] and length_best[length_index] < floor:
+                length += step
+                length_index += 1
+                continue
             for k in range(t - length + 1):
                 sc = static_score(fg_sum, fg_count, k, length, nan_rule)
                 is_nan = np.isnan(sc)
+                if round_index == 0:
+                    if is_nan:
+                        length_nan[length_index] = True
+                    elif sc > length_best[length_index]:
+                        length_best[length_index] = sc
                 if not is_nan and sc == -np.inf:
                     continue
                 if paper and not is_nan:
@@ -331,6 +359,7 @@ def _select(masked_curve, foreground, stride, longest, top_k, iou_threshold, nan
                 best_k = k
                 best_len = length
             length += step
+            length_index += 1
         if best_k < 0:
             break
         sel_s[n_sel] = run_start[best_k] if paper else best_k
