@@ -367,11 +367,13 @@ def test_decomposition_parser_only_raises_value_error(value):
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.sampled_from([0.0, 0.1, 0.25, 0.3, 0.3, 0.45, 0.6, 0.9]), min_size=2, max_size=120)
        | st.lists(st.floats(0, 1, width=32), min_size=2, max_size=120),
-       st.integers(1, 9), st.floats(0.2, 1.0), st.sampled_from([0, 1, 2]), st.integers(1, 12))
-def test_skipping_hopeless_lengths_changes_no_proposal(values, stride, factor, nan_rule, top_k):
-    """Later NMS rounds skip window lengths whose best score is below what the
-    round is known to reach. On tie-heavy and on continuous curves, under
-    every NaN rule, the result must equal the full scan's, tie flags included."""
+       st.integers(1, 9), st.floats(0.2, 1.0), st.sampled_from([0, 1, 2]), st.integers(1, 12),
+       st.sampled_from([1, 3, 8, 128]))
+def test_skipping_hopeless_lengths_changes_no_proposal(values, stride, factor, nan_rule, top_k, block):
+    """Later NMS rounds skip window lengths, and blocks of window starts,
+    whose best score is below what the round is known to reach. On tie-heavy
+    and on continuous curves, under every NaN rule and block size, the result
+    must equal the full scan's, tie flags included."""
     from tfvtg.core.proposals import _select, rising_runs, window_lengths  # noqa: F401
 
     curve = np.array(values, np.float32)
@@ -381,6 +383,6 @@ def test_skipping_hopeless_lengths_changes_no_proposal(values, stride, factor, n
     masked = np.where(fg, curve, np.float32(0)).astype(np.float32)
     args = (masked, fg, stride_used, longest, top_k, cfg.nms_threshold, nan_rule, False, cfg.gaussian_sigma,
             cfg.dynamic_threshold)
-    fast, full = _select(*args, True), _select(*args, False)
+    fast, full = _select(*args, True, block), _select(*args, False, block)
     for a, b in zip(fast, full):
         np.testing.assert_array_equal(a, b)

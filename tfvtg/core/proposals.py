@@ -238,9 +238,52 @@ def _overlaps(s: int, e: int, sel_s: np.ndarray, sel_e: np.ndarray, n_sel: int, 
     return False
 
 
+# window starts per block of the later NMS rounds' bounds (see _select)
+_BLOCK = 256
+# blocks probed for a score a later round is known to reach
+_PROBES = 4
+
+
+@njit(cache=True)
+def _probe_floor(block_best, block, n_lengths, stride, step, t, fg_sum, fg_count, nan_rule, sel_s, sel_e, n_sel,
+                 iou_threshold):
+    """The best finite score of an unsuppressed window in the _PROBES blocks
+    with the highest bounds (-inf when none): the round's answer scores at
+    least this much."""
+    n_blocks = block_best.shape[1]
+    taken = np.full(_PROBES, -1, np.int64)
+    floor = -np.inf
+    for p in range(_PROBES):
+        best_flat = -1
+        best_value = -np.inf
+        for li in range(n_lengths):
+            for b in range(n_blocks):
+                value = block_best[li, b]
+                if value > best_value:
+                    flat = li * n_blocks + b
+                    seen = False
+                    for q in range(p):
+                        if taken[q] == flat:
+                            seen = True
+                    if not seen:
+                        best_value = value
+                        best_flat = flat
+        if best_flat < 0 or best_value <= floor:
+            break
+        taken[p] = best_flat
+        length = stride + (best_flat // n_blocks) * step
+        first = (best_flat % n_blocks) * block
+        for k in range(first, min(first + block, t - length + 1)):
+            sc = static_score(fg_sum, fg_count, k, length, nan_rule)
+            if not np.isnan(sc) and sc > floor and not _overlaps(k, k + length, sel_s, sel_e, n_sel, t,
+                                                                  iou_threshold):
+                floor = sc
+    return floor
+
+
 @njit(cache=True)
 def _select(masked_curve, foreground, stride, longest, top_k, iou_threshold, nan_rule, paper, sigma,
-            dyn_threshold, prune_lengths=True):
+            dyn_threshold, prune_lengths=True, block=_BLOCK):
     t = masked_curve.shape[0]
     run_start, dynamic = rising_runs(masked_curve, foreground, stride, sigma, dyn_threshold)
     fg_sum = np.zeros(t + 1, np.float64)
@@ -271,19 +314,21 @@ def _select(masked_curve, foreground, stride, longest, top_k, iou_threshold, nan
     length_best = np.full(max(n_lengths, 1), -np.inf)
     length_nan = np.zeros(max(n_lengths, 1), np.bool_)
     prune = prune_lengths and not paper  # the paper's scores add a dynamic term the bound does not cover
+    # the same bound per block of _BLOCK window starts within a length, so a
+    # later round also skips the parts of a length far from anything good
+    n_blocks = t // block + 1 if prune else 1
+    block_best = np.full((max(n_lengths, 1) if prune else 1, n_blocks), -np.inf)
+    block_nan = np.zeros(block_best.shape, np.bool_)
     # Greedy NMS over the full ranking equals: repeatedly take the best window
     # not suppressed by an already kept one. Each round is one pass with O(1)
     # memory, so no list of millions of windows is ever built or sorted.
     for round_index in range(top_k):
         floor = -np.inf
         if prune and round_index > 0 and n_lengths > 0:
-            promising = int(np.argmax(length_best[:n_lengths]))
-            probe_len = stride + promising * step
-            for k in range(t - probe_len + 1):
-                sc = static_score(fg_sum, fg_count, k, probe_len, nan_rule)
-                if not np.isnan(sc) and sc > floor and not _overlaps(k, k + probe_len, sel_s, sel_e, n_sel, t,
-                                                                      iou_threshold):
-                    floor = sc
+            # a score this round reaches: the best unsuppressed window of the
+            # few most promising blocks
+            floor = _probe_floor(block_best, block, n_lengths, stride, step, t, fg_sum, fg_count, nan_rule,
+                                 sel_s, sel_e, n_sel, iou_threshold)
         best_score = -np.inf
         best_nan = False
         best_k = -1
@@ -298,7 +343,17 @@ def _select(masked_curve, foreground, stride, longest, top_k, iou_threshold, nan
                 length += step
                 length_index += 1
                 continue
-            for k in range(t - length + 1):
+            k_end = t - length + 1
+            k = -1
+            while True:
+                k += 1
+                if k >= k_end:
+                    break
+                if prune and round_index > 0 and k % block == 0:
+                    b = k // block
+                    if not block_nan[length_index, b] and block_best[length_index, b] < floor:
+                        k += block - 1
+                        continue
                 sc = static_score(fg_sum, fg_count, k, length, nan_rule)
                 is_nan = np.isnan(sc)
                 if round_index == 0:
@@ -306,6 +361,12 @@ def _select(masked_curve, foreground, stride, longest, top_k, iou_threshold, nan
                         length_nan[length_index] = True
                     elif sc > length_best[length_index]:
                         length_best[length_index] = sc
+                    if prune:
+                        b = k // block
+                        if is_nan:
+                            block_nan[length_index, b] = True
+                        elif sc > block_best[length_index, b]:
+                            block_best[length_index, b] = sc
                 if not is_nan and sc == -np.inf:
                     continue
                 if paper and not is_nan:
