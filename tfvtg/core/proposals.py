@@ -244,6 +244,31 @@ _BLOCK = 256
 _PROBES = 4
 
 
+# how far above the NMS threshold a block's end windows must overlap a kept
+# one before the block is skipped unread: far more than float32 rounding of
+# the IoU (about 1e-7), so no borderline window is decided differently
+_SUPPRESSION_MARGIN = 1e-4
+
+
+@njit(cache=True)
+def _block_suppressed(k_first, k_last, length, sel_s, sel_e, n_sel, iou_threshold):
+    """True when one kept window suppresses every window [k, k + length) for
+    k in [k_first, k_last]. The IoU of a sliding window with a fixed one
+    rises, stays and falls with k, so its minimum over the block is at an
+    end: both ends above the threshold (by a margin) means all are."""
+    for i in range(n_sel):
+        a, e = sel_s[i], sel_e[i]
+        worst = 1.0
+        for k in (k_first, k_last):
+            inter = min(k + length, e) - max(k, a)
+            union = max(k + length, e) - min(k, a)
+            iou = inter / union if inter > 0 and union > 0 else 0.0
+            worst = min(worst, iou)
+        if worst > iou_threshold + _SUPPRESSION_MARGIN:
+            return True
+    return False
+
+
 @njit(cache=True)
 def _probe_floor(block_best, block, n_lengths, stride, step, t, fg_sum, fg_count, nan_rule, sel_s, sel_e, n_sel,
                  iou_threshold):
@@ -251,28 +276,25 @@ def _probe_floor(block_best, block, n_lengths, stride, step, t, fg_sum, fg_count
     with the highest bounds (-inf when none): the round's answer scores at
     least this much."""
     n_blocks = block_best.shape[1]
-    taken = np.full(_PROBES, -1, np.int64)
+    top_value = np.full(_PROBES, -np.inf)
+    top_flat = np.full(_PROBES, -1, np.int64)
+    for li in range(n_lengths):  # one pass, keeping the _PROBES highest bounds (sorted, highest first)
+        for b in range(n_blocks):
+            value = block_best[li, b]
+            if value > top_value[_PROBES - 1]:
+                j = _PROBES - 1
+                while j > 0 and top_value[j - 1] < value:
+                    top_value[j] = top_value[j - 1]
+                    top_flat[j] = top_flat[j - 1]
+                    j -= 1
+                top_value[j] = value
+                top_flat[j] = li * n_blocks + b
     floor = -np.inf
     for p in range(_PROBES):
-        best_flat = -1
-        best_value = -np.inf
-        for li in range(n_lengths):
-            for b in range(n_blocks):
-                value = block_best[li, b]
-                if value > best_value:
-                    flat = li * n_blocks + b
-                    seen = False
-                    for q in range(p):
-                        if taken[q] == flat:
-                            seen = True
-                    if not seen:
-                        best_value = value
-                        best_flat = flat
-        if best_flat < 0 or best_value <= floor:
+        if top_flat[p] < 0 or top_value[p] <= floor:
             break
-        taken[p] = best_flat
-        length = stride + (best_flat // n_blocks) * step
-        first = (best_flat % n_blocks) * block
+        length = stride + (top_flat[p] // n_blocks) * step
+        first = (top_flat[p] % n_blocks) * block
         for k in range(first, min(first + block, t - length + 1)):
             sc = static_score(fg_sum, fg_count, k, length, nan_rule)
             if not np.isnan(sc) and sc > floor and not _overlaps(k, k + length, sel_s, sel_e, n_sel, t,
@@ -344,29 +366,30 @@ def _select(masked_curve, foreground, stride, longest, top_k, iou_threshold, nan
                 length_index += 1
                 continue
             k_end = t - length + 1
+            record = prune and round_index == 0
             k = -1
+            b = -1              # the block of window starts k is in
+            next_block = 0      # where the next block begins
             while True:
                 k += 1
                 if k >= k_end:
                     break
-                if prune and round_index > 0 and k % block == 0:
-                    b = k // block
-                    if not block_nan[length_index, b] and block_best[length_index, b] < floor:
-                        k += block - 1
+                if k == next_block:
+                    b += 1
+                    next_block += block
+                    if prune and round_index > 0 and (
+                            (not block_nan[length_index, b] and block_best[length_index, b] < floor)
+                            or _block_suppressed(k, min(next_block, k_end) - 1, length, sel_s, sel_e, n_sel,
+                                                 iou_threshold)):
+                        k = next_block - 1
                         continue
                 sc = static_score(fg_sum, fg_count, k, length, nan_rule)
                 is_nan = np.isnan(sc)
-                if round_index == 0:
+                if record:
                     if is_nan:
-                        length_nan[length_index] = True
-                    elif sc > length_best[length_index]:
-                        length_best[length_index] = sc
-                    if prune:
-                        b = k // block
-                        if is_nan:
-                            block_nan[length_index, b] = True
-                        elif sc > block_best[length_index, b]:
-                            block_best[length_index, b] = sc
+                        block_nan[length_index, b] = True
+                    elif sc > block_best[length_index, b]:
+                        block_best[length_index, b] = sc
                 if not is_nan and sc == -np.inf:
                     continue
                 if paper and not is_nan:
@@ -421,6 +444,10 @@ def _select(masked_curve, foreground, stride, longest, top_k, iou_threshold, nan
                 best_len = length
             length += step
             length_index += 1
+        if prune and round_index == 0:
+            for li in range(n_lengths):
+                length_best[li] = block_best[li].max()
+                length_nan[li] = block_nan[li].any()
         if best_k < 0:
             break
         sel_s[n_sel] = run_start[best_k] if paper else best_k
