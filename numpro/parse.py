@@ -565,6 +565,10 @@ class _Decider:
         for tier in ("strong span", "strong single", "bare span", "bare single"):
             if tier in self.best:
                 a, b, secs = self.best[tier]
+                if secs and self.restatement is not None and self.restatement[:2] == (a, b):
+                    # "From Frame 0 to Frame 1 (0s to 1s)" on a 2-frame video:
+                    # the frames were the answer, the seconds only restate them
+                    secs = False
                 return Answer(a, b, raw, secs)
         if self.restatement is not None and not any_negation:
             # only when nothing else was said; beside a negation ("I cannot find

@@ -345,3 +345,10 @@ def test_ground_many_and_cli_keep_reason_and_raw_text(tmp_path, capsys, monkeypa
     assert code == 0 and out["frames"] == [1, 2] and out["reason"] == "" and out["answer"] == "From Frame 1 to Frame 2"
     _, timestamps, _ = numpro.sample_frames(video, fps=1.0)
     assert math.isclose(out["moment"]["start"], timestamps[1])  # frame 1 is where it was decoded
+
+
+def test_a_frame_answer_covering_every_frame_stays_frames_beside_its_seconds():
+    # found by hypothesis: on a 2-frame video "0 to 1" is also the whole range
+    got = parse_answer("From Frame 0 to Frame 1 (0s to 1s)", n_frames=2, fps=1.0)
+    assert (got.first, got.last, got.in_seconds) == (0, 1, False)
+    assert parse_answer("from 0s to 1s", n_frames=2, fps=1.0).in_seconds
