@@ -58,6 +58,21 @@ def _text_ids(ids: dict[str, int]) -> dict[str, Any]:
     return dict(eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"], bos_token_id=ids["<|endoftext|>"])
 
 
+def _full_processor(processor_class: str, image_processor: Any, tokenizer: Any, size: dict[str, int],
+                    patch_size: int) -> Any:
+    """The model family's processor with its video processor, or None where
+    this transformers cannot build one."""
+    try:
+        import transformers
+
+        video_class = "Qwen3VLVideoProcessor" if processor_class == "Qwen3VLProcessor" else "Qwen2VLVideoProcessor"
+        video_processor = getattr(transformers, video_class)(size=size, patch_size=patch_size)
+        return getattr(transformers, processor_class)(image_processor=image_processor, tokenizer=tokenizer,
+                                                      video_processor=video_processor, chat_template=_CHAT_TEMPLATE)
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return None
+
+
 def _save(directory: Path, model: Any, tokenizer: Any, patch_size: int, processor_class: str, seed: int) -> str:
     """Save the model, then the tokenizer and processors: the full processor
     where transformers can build it (it needs torchvision for the video
@@ -71,18 +86,9 @@ def _save(directory: Path, model: Any, tokenizer: Any, patch_size: int, processo
     image_processor = Qwen2VLImageProcessorPil(size=size, patch_size=patch_size)
     from .mllm import _has_torchvision
 
-    try:
-        import transformers
-
-        if not _has_torchvision():  # the video processor needs torchvision
-            raise LookupError("torchvision")
-        video_module = "qwen3_vl" if processor_class == "Qwen3VLProcessor" else "qwen2_vl"
-        video_class = "Qwen3VLVideoProcessor" if video_module == "qwen3_vl" else "Qwen2VLVideoProcessor"
-        video_processor = getattr(transformers, video_class)(size=size, patch_size=patch_size)
-        processor = getattr(transformers, processor_class)(image_processor=image_processor, tokenizer=tokenizer,
-                                                           video_processor=video_processor,
-                                                           chat_template=_CHAT_TEMPLATE)
-    except (LookupError, ImportError, AttributeError, TypeError, ValueError):
+    processor = _full_processor(processor_class, image_processor, tokenizer, size, patch_size) \
+        if _has_torchvision() else None  # the video processor needs torchvision
+    if processor is None:
         tokenizer.chat_template = _CHAT_TEMPLATE
         tokenizer.save_pretrained(directory)
         image_processor.save_pretrained(directory)

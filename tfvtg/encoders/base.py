@@ -75,8 +75,10 @@ def hub_unreachable_reason(timeout: float = 5.0) -> str | None:
     try:
         from huggingface_hub import constants
         from huggingface_hub.utils import get_session
-
+    except ImportError as exc:
+        return f"huggingface_hub cannot be imported ({exc})"
+    try:
         get_session().head(constants.ENDPOINT, timeout=timeout)
     except Exception as exc:  # noqa: BLE001 - any failure of the probe means "not reachable"
-        return f"{constants.ENDPOINT if 'constants' in dir() else 'the hub'} unreachable: {type(exc).__name__}: {exc}"
+        return f"{constants.ENDPOINT} unreachable: {type(exc).__name__}: {exc}"
     return None
