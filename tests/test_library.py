@@ -323,3 +323,45 @@ def test_search_memory_grows_with_the_region_grounded_not_the_video(tmp_path):
     assert peak_bytes(600) < whole_video_float32 / 8
     # stored tokens stay memory-mapped float16: even grounded whole, no float32 copy of the video
     assert peak_bytes(20000) < whole_video_float32 / 4
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_coarse_vectors_are_the_slot_means_of_each_segment(dtype):
+    # the compiled pooling against numpy's mean, segment by segment
+    rng = np.random.default_rng(3)
+    tokens = rng.standard_normal((70, Q, D)).astype(dtype)
+    bounds, coarse = pool_segments(tokens, 32)
+    assert list(bounds) == [0, 23, 47, 70]
+    expected = np.stack([tokens[a:b].astype(np.float64).mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])])
+    np.testing.assert_allclose(coarse.astype(np.float64).reshape(expected.shape), expected, atol=2e-3)
+
+
+def test_segment_token_means_refuses_bounds_outside_the_video():
+    from tfvtg.core.similarity import segment_token_means
+
+    tokens = np.ones((10, 2, 4), np.float16)
+    np.testing.assert_array_equal(segment_token_means(tokens, np.array([0, 4, 4, 10]))[1], 0.0)  # empty segment
+    for bad in ([0, 11], [3, 2], [5]):
+        with pytest.raises(InvalidInputError, match="bounds"):
+            segment_token_means(tokens, np.array(bad))
+
+
+def test_a_failed_fsync_is_reported_and_every_descriptor_closed(tmp_path, monkeypatch):
+    from tfvtg.library import store
+
+    fds = [os.open(tmp_path / f"f{i}", os.O_WRONLY | os.O_CREAT) for i in range(3)]
+    real = os.fsync
+
+    def fsync(fd):
+        if fd == fds[1]:
+            raise OSError(5, "Input/output error")
+        real(fd)
+
+    monkeypatch.setattr(store.os, "fsync", fsync)
+    with pytest.raises(LibraryError, match="could not flush feature files to disk"):
+        with store.FeatureStore.flushing() as flush:
+            for fd in fds:
+                flush.add(fd)
+    for fd in fds:
+        with pytest.raises(OSError):
+            os.fstat(fd)  # closed

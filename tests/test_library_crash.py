@@ -21,14 +21,14 @@ WRITER = r"""
 import os, signal, sys
 import numpy as np
 from tfvtg import Library, VideoFeatures
-from tfvtg.library.store import FeatureStore
+from tfvtg.library.store import Flush
 
 path, first, last, kill_between = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
 if kill_between:
     # die in the worst place: the feature file is in place, its row not yet committed
-    def die(fds):
+    def die(self):
         os.kill(os.getpid(), signal.SIGKILL)
-    FeatureStore.flush = staticmethod(die)
+    Flush.wait = die
 lib = Library(path)
 for i in range(first, last):
     lib.add_features(f"v{i:04d}", VideoFeatures(expected(i), duration=len(expected(i)) / 3.0, encoder="hash-space"))

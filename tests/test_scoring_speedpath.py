@@ -390,3 +390,21 @@ def test_torch_tokens_kept_on_their_device_in_their_dtype():
     bad[3, 1, 2] = float("nan")
     with pytest.raises(InvalidInputError, match="NaN or inf"):
         VideoFeatures(bad, 10.0, normalized=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, ">f4"])
+def test_normalized_check_finds_the_one_long_token_in_every_dtype(dtype):
+    # the compiled norm sample must read float16 bits, float32 and float64
+    # alike (and byte-swapped arrays through the fallback): a token of norm
+    # 3 at a sampled place is named, unit tokens pass
+    tokens = unit(np.random.default_rng(1).standard_normal((20, 4, 16)))
+    assert looks_normalised(tokens.astype(dtype))
+    VideoFeatures(tokens.astype(dtype), 10.0, normalized=True)
+    long = tokens.copy()
+    long[0, 0] *= 3.0  # frame 0 token 0 is always in the sample
+    assert not looks_normalised(long.astype(dtype))
+    with pytest.raises(InvalidInputError, match=r"token 0 of frame 0 has norm 3"):
+        VideoFeatures(long.astype(dtype), 10.0, normalized=True)
+    zero = tokens.copy()
+    zero[0, 0] = 0.0  # a zero token stays allowed (normalisation keeps it zero)
+    VideoFeatures(zero.astype(dtype), 10.0, normalized=True)

@@ -22,17 +22,15 @@ from typing import Any
 
 import numba
 import numpy as np
-from llvmlite import ir
-from llvmlite.binding import llvm_version_info
-from numba import njit, prange, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit, prange
 
 from . import hooks
+from ._intrinsics import prefetch as _prefetch
+from ._intrinsics import widen as _widen
 from .errors import InvalidInputError
 from .features import VideoFeatures
 
-__all__ = ["similarity_curves", "normalise_text_embeddings", "max_token_similarity"]
+__all__ = ["similarity_curves", "normalise_text_embeddings", "max_token_similarity", "segment_token_means"]
 
 # How the kernel runs (measured on this project's 2-core VM, float16
 # (32, 256) tokens read from memory):
@@ -102,53 +100,6 @@ def _normalise_rows(emb):  # pragma: no cover - compiled
         for k in range(d):
             out[m, k] = emb[m, k] / norm
     return out
-
-
-@intrinsic
-def _widen(typingctx, value):
-    """A token value as float32: float16 bits (uint16) are widened exactly
-    (LLVM's half -> float extension: one vcvtph2ps per 8 or 16 values with
-    F16C), float32 passes through, float64 is rounded."""
-    if isinstance(value, types.Integer) and value.bitwidth == 16:
-        def codegen(context, builder, sig, args):
-            return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
-    elif value == types.float32:
-        def codegen(context, builder, sig, args):
-            return args[0]
-    elif value == types.float64:
-        def codegen(context, builder, sig, args):
-            return builder.fptrunc(args[0], ir.FloatType())
-    else:
-        return None
-    return types.float32(value), codegen
-
-
-# LLVM names its prefetch intrinsic after the pointer type: opaque pointers
-# from LLVM 15 on
-_PREFETCH_NAME = "llvm.prefetch.p0" if llvm_version_info[0] >= 15 else "llvm.prefetch.p0i8"
-
-
-@intrinsic
-def _prefetch(typingctx, flat, index):
-    """Hint the CPU to fetch the cache line holding ``flat[index]`` (a 1-D
-    array) for reading; never faults, changes nothing."""
-    if not isinstance(flat, types.Array) or flat.ndim != 1 or not isinstance(index, types.Integer):
-        return None
-
-    def codegen(context, builder, sig, args):
-        aryty = sig.args[0]
-        ary = context.make_array(aryty)(context, builder, args[0])
-        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
-        byte_ptr = ir.IntType(8).as_pointer()
-        i32 = ir.IntType(32)
-        fnty = ir.FunctionType(ir.VoidType(), [byte_ptr, i32, i32, i32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, _PREFETCH_NAME)
-        # read, high temporal locality, data cache
-        builder.call(fn, [builder.bitcast(ptr, byte_ptr), ir.Constant(i32, 0), ir.Constant(i32, 3),
-                          ir.Constant(i32, 1)])
-        return context.get_dummy_value()
-
-    return types.none(flat, index), codegen
 
 
 # Reassociation lets LLVM split the D-long dot products over vector lanes
@@ -294,6 +245,54 @@ def max_token_similarity(tokens: np.ndarray, text: np.ndarray) -> np.ndarray:
             _PARALLEL_LOCK.release()
     if measured:
         _THREAD_CHOICE.record(threads > 1, probe, (time.perf_counter() - start) / (tokens.size * text.shape[0]))
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _segment_means(tokens, bounds, out):  # pragma: no cover - compiled
+    # tokens (T, Q, D) uint16 (float16 bits), float32 or float64; out (S, Q, D)
+    # float32: frames summed in order in float32 (the inner loop over D
+    # vectorises), then divided by the segment's frame count
+    q = tokens.shape[1]
+    d = tokens.shape[2]
+    for s in range(bounds.shape[0] - 1):
+        first = bounds[s]
+        stop = bounds[s + 1]
+        for j in range(q):
+            for k in range(d):
+                out[s, j, k] = 0.0
+        for i in range(first, stop):
+            for j in range(q):
+                for k in range(d):
+                    out[s, j, k] += _widen(tokens[i, j, k])
+        count = np.float32(max(1, stop - first))
+        for j in range(q):
+            for k in range(d):
+                out[s, j, k] /= count
+
+
+def segment_token_means(tokens: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Per-segment means of each token slot.
+
+    Args:
+        tokens: (T, Q, D) float16, float32 or float64 (a memory map is read
+            once, in place, when C-contiguous in native byte order).
+        bounds: (S + 1,) increasing frame bounds; segment s is frames
+            [bounds[s], bounds[s + 1]).
+
+    Returns:
+        (S, Q, D) float32: ``out[s, q] = mean of tokens[bounds[s]:bounds[s+1], q]``
+        (float32 sums in frame order; an empty segment gives zeros).
+    """
+    if tokens.dtype not in _KERNEL_DTYPES or tokens.ndim != 3:
+        raise InvalidInputError(f"tokens must be a (T, Q, D) float16/32/64 array, got {tokens.dtype} {tokens.shape}")
+    if not tokens.flags.c_contiguous or not tokens.dtype.isnative:
+        tokens = np.ascontiguousarray(tokens, dtype=tokens.dtype.newbyteorder("="))
+    edges = np.asarray(bounds, dtype=np.int64)
+    if edges.ndim != 1 or len(edges) < 2 or edges[0] < 0 or edges[-1] > tokens.shape[0] or np.any(np.diff(edges) < 0):
+        raise InvalidInputError(f"bounds must be increasing frame indices within 0..{tokens.shape[0]}, got {bounds!r}")
+    out = np.empty((len(edges) - 1, tokens.shape[1], tokens.shape[2]), np.float32)
+    _segment_means(tokens.view(np.uint16) if tokens.dtype == np.float16 else tokens, edges, out)
     return out
 
 

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from .._extras import require
+from ..core.similarity import segment_token_means
 from ..errors import InvalidInputError
 
 __all__ = ["segment_bounds", "pool_segments", "CoarseIndex", "Candidate", "DEFAULT_SEGMENT_FRAMES"]
@@ -70,11 +71,10 @@ def pool_segments(tokens: np.ndarray, segment_frames: int) -> tuple[np.ndarray, 
     """
     t, q, d = tokens.shape
     bounds = segment_bounds(t, segment_frames)
-    out = np.empty((len(bounds) - 1, q, d), np.float32)
-    for i in range(len(bounds) - 1):
-        a, b = int(bounds[i]), int(bounds[i + 1])
-        np.mean(tokens[a:b], axis=0, dtype=np.float32, out=out[i])
-    return bounds, out.reshape(-1, d).astype(np.float16)
+    # one compiled pass over the tokens (float16 widened in registers): numpy's
+    # float32 mean of float16 slices took 1.6 ms of a 3.6 ms budget per minute of video
+    means = segment_token_means(np.asarray(tokens), bounds)
+    return bounds, means.reshape(-1, d).astype(np.float16)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from ..errors import (
 from .catalogue import Catalogue, VideoRecord, read_format, write_format
 from .index import DEFAULT_SEGMENT_FRAMES, Candidate, CoarseIndex, pool_segments
 from .search import CachedTextEncoder, Hit, Hits, decompose_once, hits_from_result
-from .store import FeatureStore, new_key
+from .store import FeatureStore, Flush, new_key
 
 __all__ = ["Library", "AddReport", "Prepared", "prepare_features"]
 
@@ -510,37 +510,10 @@ class Library:
                 if not self._orphans_checked:
                     self._store.remove_orphans(self._catalogue.files())
                     self._orphans_checked = True
-                rows = []
-                fds: list[int | None] = []
-                taken: set[str] = set()
-                for video_id, prepared, source, identity in items:
-                    existing = self._catalogue.get(video_id)
-                    if exact_id and existing is not None:
-                        if self._same_video(existing, prepared, identity):
-                            ids.append(video_id)
-                            continue
-                        raise LibraryError(
-                            f"a different video already has the id {video_id!r} in the library; remove it first "
-                            "(lib.remove(id)) or choose another id")
-                    if not exact_id:
-                        if identity is not None:
-                            same = self._catalogue.by_identity(identity, prepared.fps)
-                            if same is not None:
-                                ids.append(same.id)
-                                continue
-                        video_id = self._free_id(video_id, identity)
-                    if video_id in taken:
-                        raise LibraryError(f"the id {video_id!r} is given twice in one batch")
-                    taken.add(video_id)
-                    rel, fd = self._store.write(new_key(), prepared.tokens, sync=self.durable)
-                    written.append(rel)
-                    fds.append(fd)
-                    t, q, d = prepared.tokens.shape
-                    rows.append((VideoRecord(video_id, source, identity, prepared.duration, prepared.fps,
-                                             prepared.encoder or self._encoder_space(), t, q, d, rel, time.time()),
-                                 prepared))
-                    ids.append(video_id)
-                self._store.flush(fds)
+                # each file's fsync starts as soon as it is written; all are
+                # awaited (leaving the with) before any row is committed
+                with self._store.flushing() as flush:
+                    rows = self._write_files(items, exact_id, ids, written, flush)
                 for record, prepared in rows:
                     self._catalogue.insert(conn, record, prepared.bounds.tobytes(), prepared.coarse.tobytes())
                 if rows:
@@ -560,6 +533,42 @@ class Library:
                 self._store.delete(rel)
             raise
         return ids
+
+    def _write_files(self, items: Sequence[tuple[str, Prepared, str | None, str | None]], exact_id: bool,
+                     ids: list[str], written: list[str], flush: Flush) -> list[tuple[VideoRecord, Prepared]]:
+        """Write the feature files of the items not yet in the library (under
+        the catalogue's write lock); append every item's id to ``ids`` and
+        each new file to ``written``. Returns the rows to insert."""
+        rows: list[tuple[VideoRecord, Prepared]] = []
+        taken: set[str] = set()
+        for video_id, prepared, source, identity in items:
+            existing = self._catalogue.get(video_id)
+            if exact_id and existing is not None:
+                if self._same_video(existing, prepared, identity):
+                    ids.append(video_id)
+                    continue
+                raise LibraryError(
+                    f"a different video already has the id {video_id!r} in the library; remove it first "
+                    "(lib.remove(id)) or choose another id")
+            if not exact_id:
+                if identity is not None:
+                    same = self._catalogue.by_identity(identity, prepared.fps)
+                    if same is not None:
+                        ids.append(same.id)
+                        continue
+                video_id = self._free_id(video_id, identity)
+            if video_id in taken:
+                raise LibraryError(f"the id {video_id!r} is given twice in one batch")
+            taken.add(video_id)
+            rel, fd = self._store.write(new_key(), prepared.tokens, sync=self.durable)
+            written.append(rel)
+            flush.add(fd)
+            t, q, d = prepared.tokens.shape
+            rows.append((VideoRecord(video_id, source, identity, prepared.duration, prepared.fps,
+                                     prepared.encoder or self._encoder_space(), t, q, d, rel, time.time()),
+                         prepared))
+            ids.append(video_id)
+        return rows
 
     def _loadable_name(self) -> str | None:
         """The name ``load_encoder`` can rebuild the encoder from: the one the
