@@ -368,12 +368,13 @@ def test_decomposition_parser_only_raises_value_error(value):
 @given(st.lists(st.sampled_from([0.0, 0.1, 0.25, 0.3, 0.3, 0.45, 0.6, 0.9]), min_size=2, max_size=120)
        | st.lists(st.floats(0, 1, width=32), min_size=2, max_size=120),
        st.integers(1, 9), st.floats(0.2, 1.0), st.sampled_from([0, 1, 2]), st.integers(1, 12),
-       st.sampled_from([1, 3, 8, 128]))
-def test_skipping_hopeless_lengths_changes_no_proposal(values, stride, factor, nan_rule, top_k, block):
-    """Later NMS rounds skip window lengths, and blocks of window starts,
-    whose best score is below what the round is known to reach. On tie-heavy
-    and on continuous curves, under every NaN rule and block size, the result
-    must equal the full scan's, tie flags included."""
+       st.sampled_from([1, 3, 8, 128]), st.booleans())
+def test_skipping_hopeless_lengths_changes_no_proposal(values, stride, factor, nan_rule, top_k, block, paper):
+    """NMS rounds skip window lengths, and blocks of window starts, whose
+    best score is below what the round is known to reach; short curves keep
+    every window's score and a suppressed flag instead (dense). On tie-heavy
+    and on continuous curves, under every NaN rule, block size and scoring,
+    each way must equal the plain full scan's result, tie flags included."""
     from tfvtg.core.proposals import _select, rising_runs, window_lengths  # noqa: F401
 
     curve = np.array(values, np.float32)
@@ -381,8 +382,9 @@ def test_skipping_hopeless_lengths_changes_no_proposal(values, stride, factor, n
     stride_used, longest = window_lengths(len(curve), cfg)
     fg = curve > np.float32(0.2)
     masked = np.where(fg, curve, np.float32(0)).astype(np.float32)
-    args = (masked, fg, stride_used, longest, top_k, cfg.nms_threshold, nan_rule, False, cfg.gaussian_sigma,
+    args = (masked, fg, stride_used, longest, top_k, cfg.nms_threshold, nan_rule, paper, cfg.gaussian_sigma,
             cfg.dynamic_threshold)
-    fast, full = _select(*args, True, block), _select(*args, False, block)
-    for a, b in zip(fast, full):
-        np.testing.assert_array_equal(a, b)
+    full = _select(*args, False, block, 0)  # every window scored and tested against every kept one
+    for ways in ((True, block, 0), (False, block, 1 << 30), (True, block, 1 << 30)):  # pruned, dense, both
+        for a, b in zip(_select(*args, *ways), full):
+            np.testing.assert_array_equal(a, b)

@@ -218,22 +218,29 @@ def static_score(fg_sum: np.ndarray, fg_count: np.ndarray, k: int, length: int, 
 
 
 @njit(cache=True)
+def _iou_above(a0, a1, s, e, tf, th):
+    # IoU of [a0, a1) (already divided by T in float32) and [s, e) above th,
+    # in float32 on positions divided by T, as the reference computes it, so
+    # borderline overlaps are decided the same way
+    b0 = np.float32(s) / tf
+    b1 = np.float32(e) / tf
+    inter = np.float32(min(a1, b1) - max(a0, b0))
+    union = np.float32(max(a1, b1) - min(a0, b0))
+    if inter < 0:
+        inter = np.float32(0.0)
+    return union > 0 and np.float32(inter / union) > th
+
+
+@njit(cache=True)
 def _overlaps(s: int, e: int, sel_s: np.ndarray, sel_e: np.ndarray, n_sel: int, t: int,
               iou_threshold: float) -> bool:
-    # IoU on positions normalised by T in float32, as the reference computes it,
-    # so borderline overlaps are decided the same way.
+    # does [s, e) overlap any kept window beyond the NMS threshold
     tf = np.float32(t)
     a0 = np.float32(s) / tf
     a1 = np.float32(e) / tf
     th = np.float32(iou_threshold)
     for i in range(n_sel):
-        b0 = np.float32(sel_s[i]) / tf
-        b1 = np.float32(sel_e[i]) / tf
-        inter = np.float32(min(a1, b1) - max(a0, b0))
-        union = np.float32(max(a1, b1) - min(a0, b0))
-        if inter < 0:
-            inter = np.float32(0.0)
-        if union > 0 and np.float32(inter / union) > th:
+        if _iou_above(a0, a1, sel_s[i], sel_e[i], tf, th):
             return True
     return False
 
@@ -303,9 +310,66 @@ def _probe_floor(block_best, block, n_lengths, stride, step, t, fg_sum, fg_count
     return floor
 
 
+# Up to this many windows a curve's NMS keeps every window's score and a
+# suppressed flag (updated against each newly kept window), so a round reads
+# two arrays instead of scoring every window and testing it against every
+# kept one: a Charades clip's ten rounds cost 5 us instead of 17. Above it
+# (a long video's millions of windows) the flags would cost a pass per
+# round; block bounds prune the rounds instead.
+_DENSE_MAX_WINDOWS = 4096
+
+
+@njit(cache=True)
+def _window_scores(fg_sum, fg_count, length, k_end, nan_rule, out):
+    # static_score of the windows [k, k + length), k < k_end, into out[:k_end]:
+    # the same float64 operations, branch-free so the loop vectorises
+    t = fg_sum.shape[0] - 1
+    total_sum = fg_sum[t]
+    total_num = fg_count[t]
+    if total_num == 0:
+        out[:k_end] = -np.inf
+        return
+    special = np.nan if nan_rule == NAN_FIRST else -np.inf
+    for k in range(k_end):
+        inner_sum = fg_sum[k + length] - fg_sum[k]
+        outer_num = total_num - (fg_count[k + length] - fg_count[k])
+        inner_mean = inner_sum / length
+        sc = inner_mean - (total_sum - inner_sum) / max(outer_num, 1)
+        if outer_num == 0:
+            sc = inner_mean if nan_rule == NAN_SAFE else special
+        out[k] = sc
+
+
+@njit(cache=True)
+def _block_bounds(fg_sum, fg_count, stride, step, n_lengths, block, nan_rule, block_best, block_nan):
+    # every (length, block of window starts): the best finite score and
+    # whether a NaN score is in it; one vectorised scoring pass per length
+    t = fg_sum.shape[0] - 1
+    buf = np.empty(t, np.float64)
+    n_blocks = block_best.shape[1]
+    for li in range(n_lengths):
+        length = stride + li * step
+        k_end = t - length + 1
+        _window_scores(fg_sum, fg_count, length, k_end, nan_rule, buf)
+        for b in range(n_blocks):
+            first = b * block
+            if first >= k_end:
+                break
+            best = -np.inf
+            has_nan = False
+            for k in range(first, min(first + block, k_end)):
+                v = buf[k]
+                if v > best:
+                    best = v
+                elif v != v:
+                    has_nan = True
+            block_best[li, b] = best
+            block_nan[li, b] = has_nan
+
+
 @njit(cache=True)
 def _select(masked_curve, foreground, stride, longest, top_k, iou_threshold, nan_rule, paper, sigma,
-            dyn_threshold, prune_lengths=True, block=_BLOCK):
+            dyn_threshold, prune_lengths=True, block=_BLOCK, dense_max=_DENSE_MAX_WINDOWS):
     t = masked_curve.shape[0]
     run_start, dynamic = rising_runs(masked_curve, foreground, stride, sigma, dyn_threshold)
     fg_sum = np.zeros(t + 1, np.float64)
@@ -327,30 +391,51 @@ def _select(masked_curve, foreground, stride, longest, top_k, iou_threshold, nan
     out_score = np.empty(top_k, np.float64)
     out_tied = np.zeros(top_k, np.bool_)
     n_sel = 0
-    # Each length's best score (and whether it has NaN windows), recorded in
-    # the first round: a later round skips a length whose best is below a
-    # score that round is known to reach (the best unsuppressed window of the
-    # most promising length). Skipped windows score strictly below the
-    # round's answer, so they can neither win nor tie: the result is exact.
     n_lengths = (longest - stride) // step + 1 if longest >= stride else 0
-    length_best = np.full(max(n_lengths, 1), -np.inf)
-    length_nan = np.zeros(max(n_lengths, 1), np.bool_)
-    prune = prune_lengths and not paper  # the paper's scores add a dynamic term the bound does not cover
-    # the same bound per block of _BLOCK window starts within a length, so a
-    # later round also skips the parts of a length far from anything good
+    n_windows = 0
+    for li in range(n_lengths):
+        n_windows += t - (stride + li * step) + 1
+    # Short curves (dense): every window's static score computed once, and a
+    # flag per window set when a kept window suppresses it. A suppressed
+    # window can neither win nor make a tie, so a round skips it unread.
+    dense = n_windows <= dense_max
+    scores = np.empty(n_windows if dense else 0, np.float64)
+    suppressed = np.zeros(n_windows if dense else 0, np.bool_)
+    if dense:
+        offset = 0
+        for li in range(n_lengths):
+            length = stride + li * step
+            _window_scores(fg_sum, fg_count, length, t - length + 1, nan_rule, scores[offset:])
+            offset += t - length + 1
+    # Long curves: the best score of each block of `block` window starts of
+    # each length (and whether it has NaN windows), from one vectorised
+    # pass. A round skips a length, or a block, whose best is below a score
+    # that round is known to reach: the best score overall in the first
+    # round, in later ones the best unsuppressed window of the most
+    # promising blocks. Skipped windows score strictly below the round's
+    # answer, so they can neither win nor tie: the result is exact.
+    prune = prune_lengths and not paper and not dense  # the paper adds a dynamic term the bound does not cover
     n_blocks = t // block + 1 if prune else 1
     block_best = np.full((max(n_lengths, 1) if prune else 1, n_blocks), -np.inf)
     block_nan = np.zeros(block_best.shape, np.bool_)
+    length_best = np.full(max(n_lengths, 1), -np.inf)
+    length_nan = np.zeros(max(n_lengths, 1), np.bool_)
+    if prune:
+        _block_bounds(fg_sum, fg_count, stride, step, n_lengths, block, nan_rule, block_best, block_nan)
+        for li in range(n_lengths):
+            length_best[li] = block_best[li].max()
+            length_nan[li] = block_nan[li].any()
     # Greedy NMS over the full ranking equals: repeatedly take the best window
     # not suppressed by an already kept one. Each round is one pass with O(1)
     # memory, so no list of millions of windows is ever built or sorted.
     for round_index in range(top_k):
         floor = -np.inf
-        if prune and round_index > 0 and n_lengths > 0:
-            # a score this round reaches: the best unsuppressed window of the
-            # few most promising blocks
-            floor = _probe_floor(block_best, block, n_lengths, stride, step, t, fg_sum, fg_count, nan_rule,
-                                 sel_s, sel_e, n_sel, iou_threshold)
+        if prune and n_lengths > 0:
+            if round_index == 0:
+                floor = length_best[:n_lengths].max()
+            else:
+                floor = _probe_floor(block_best, block, n_lengths, stride, step, t, fg_sum, fg_count, nan_rule,
+                                     sel_s, sel_e, n_sel, iou_threshold)
         best_score = -np.inf
         best_nan = False
         best_k = -1
@@ -360,13 +445,13 @@ def _select(masked_curve, foreground, stride, longest, top_k, iou_threshold, nan
         tied = False  # another unsuppressed window has exactly the best score
         length = stride
         length_index = 0
+        offset = 0
         while length <= longest:
-            if round_index > 0 and prune and not length_nan[length_index] and length_best[length_index] < floor:
+            k_end = t - length + 1
+            if prune and not length_nan[length_index] and length_best[length_index] < floor:
                 length += step
                 length_index += 1
                 continue
-            k_end = t - length + 1
-            record = prune and round_index == 0
             k = -1
             b = -1              # the block of window starts k is in
             next_block = 0      # where the next block begins
@@ -374,27 +459,29 @@ def _select(masked_curve, foreground, stride, longest, top_k, iou_threshold, nan
                 k += 1
                 if k >= k_end:
                     break
-                if k == next_block:
-                    b += 1
-                    next_block += block
-                    if prune and round_index > 0 and (
-                            (not block_nan[length_index, b] and block_best[length_index, b] < floor)
-                            or _block_suppressed(k, min(next_block, k_end) - 1, length, sel_s, sel_e, n_sel,
-                                                 iou_threshold)):
-                        k = next_block - 1
+                if dense:
+                    if suppressed[offset + k]:
                         continue
-                sc = static_score(fg_sum, fg_count, k, length, nan_rule)
+                    sc = scores[offset + k]
+                else:
+                    if k == next_block:
+                        b += 1
+                        next_block += block
+                        if prune and (
+                                (not block_nan[length_index, b] and block_best[length_index, b] < floor)
+                                or _block_suppressed(k, min(next_block, k_end) - 1, length, sel_s, sel_e, n_sel,
+                                                     iou_threshold)):
+                            k = next_block - 1
+                            continue
+                    sc = static_score(fg_sum, fg_count, k, length, nan_rule)
                 is_nan = np.isnan(sc)
-                if record:
-                    if is_nan:
-                        block_nan[length_index, b] = True
-                    elif sc > block_best[length_index, b]:
-                        block_best[length_index, b] = sc
                 if not is_nan and sc == -np.inf:
                     continue
                 if paper and not is_nan:
                     sc += dynamic[k]
-                # NaN outranks every number; ties keep the earlier window
+                # NaN outranks every number; ties keep the earlier window.
+                # (Dense: every window reaching here is unsuppressed, so the
+                # overlap tests below are skipped as False.)
                 cand_f32 = np.float32(0.0)
                 cand_f32_known = False
                 if best_k >= 0:
@@ -411,7 +498,8 @@ def _select(masked_curve, foreground, stride, longest, top_k, iou_threshold, nan
                         same_set = fg_count[k] == fg_count[best_k] and \
                             fg_count[k + length] == fg_count[best_k + best_len]
                         if not break_ties or same_set or fg_count[k + length] - fg_count[k] == 0:
-                            if not tied and not _overlaps(s, k + length, sel_s, sel_e, n_sel, t, iou_threshold):
+                            if not tied and (dense or not _overlaps(s, k + length, sel_s, sel_e, n_sel, t,
+                                                                    iou_threshold)):
                                 tied = True
                             continue
                         if not best_f32_known:
@@ -421,16 +509,17 @@ def _select(masked_curve, foreground, stride, longest, top_k, iou_threshold, nan
                         cand_f32_known = True
                         if not (cand_f32 > best_f32):
                             if cand_f32 == best_f32 and not tied and \
-                                    not _overlaps(s, k + length, sel_s, sel_e, n_sel, t, iou_threshold):
+                                    (dense or not _overlaps(s, k + length, sel_s, sel_e, n_sel, t, iou_threshold)):
                                 tied = True
                             continue
                     elif is_nan and best_nan:
                         s = run_start[k] if paper else k
-                        if not tied and not _overlaps(s, k + length, sel_s, sel_e, n_sel, t, iou_threshold):
+                        if not tied and (dense or not _overlaps(s, k + length, sel_s, sel_e, n_sel, t,
+                                                                iou_threshold)):
                             tied = True
                         continue
                 s = run_start[k] if paper else k
-                if _overlaps(s, k + length, sel_s, sel_e, n_sel, t, iou_threshold):
+                if not dense and _overlaps(s, k + length, sel_s, sel_e, n_sel, t, iou_threshold):
                     continue
                 if best_k >= 0 and not best_nan and not is_nan and sc == best_score:
                     pass  # a float32 tie-break win: the exact scores still tie
@@ -442,12 +531,9 @@ def _select(masked_curve, foreground, stride, longest, top_k, iou_threshold, nan
                 best_nan = is_nan
                 best_k = k
                 best_len = length
+            offset += k_end
             length += step
             length_index += 1
-        if prune and round_index == 0:
-            for li in range(n_lengths):
-                length_best[li] = block_best[li].max()
-                length_nan[li] = block_nan[li].any()
         if best_k < 0:
             break
         sel_s[n_sel] = run_start[best_k] if paper else best_k
@@ -456,8 +542,31 @@ def _select(masked_curve, foreground, stride, longest, top_k, iou_threshold, nan
         out_win[n_sel] = best_k
         out_score[n_sel] = best_score
         out_tied[n_sel] = tied
+        if dense and round_index + 1 < top_k:
+            _suppress(suppressed, sel_s[n_sel], sel_e[n_sel], run_start, paper, stride, step, n_lengths, t,
+                      iou_threshold)
         n_sel += 1
     return out_start[:n_sel], sel_e[:n_sel], out_win[:n_sel], out_score[:n_sel], out_tied[:n_sel]
+
+
+@njit(cache=True)
+def _suppress(suppressed, kept_s, kept_e, run_start, paper, stride, step, n_lengths, t, iou_threshold):
+    # flag every window the newly kept span [kept_s, kept_e) suppresses (the
+    # flags of the earlier kept ones are already set: OR over kept windows)
+    tf = np.float32(t)
+    a0 = np.float32(kept_s) / tf
+    a1 = np.float32(kept_e) / tf
+    th = np.float32(iou_threshold)
+    offset = 0
+    for li in range(n_lengths):
+        length = stride + li * step
+        k_end = t - length + 1
+        for k in range(k_end):
+            if not suppressed[offset + k]:
+                s = run_start[k] if paper else k
+                if _iou_above(a0, a1, s, k + length, tf, th):
+                    suppressed[offset + k] = True
+        offset += k_end
 
 
 _RULE_FROM_CANCELLATION = -1
