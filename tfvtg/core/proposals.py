@@ -247,8 +247,6 @@ def _overlaps(s: int, e: int, sel_s: np.ndarray, sel_e: np.ndarray, n_sel: int, 
 
 # window starts per block of the later NMS rounds' bounds (see _select)
 _BLOCK = 256
-# blocks probed for a score a later round is known to reach
-_PROBES = 4
 
 
 # how far above the NMS threshold a block's end windows must overlap a kept
@@ -277,36 +275,47 @@ def _block_suppressed(k_first, k_last, length, sel_s, sel_e, n_sel, iou_threshol
 
 
 @njit(cache=True)
-def _probe_floor(block_best, block, n_lengths, stride, step, t, fg_sum, fg_count, nan_rule, sel_s, sel_e, n_sel,
-                 iou_threshold):
-    """The best finite score of an unsuppressed window in the _PROBES blocks
-    with the highest bounds (-inf when none): the round's answer scores at
-    least this much."""
+def _raise_floor(order, first_bound, block_best, block_nan, block, stride, step, t, fg_sum, fg_count, nan_rule,
+                 sel_s, sel_e, n_sel, iou_threshold):
+    """The best finite score of an unsuppressed window in this round (-inf
+    when none): the round's answer scores exactly this much, or is NaN.
+
+    Best-first over the blocks of window starts, in the order of their
+    first-round bounds (``order``, ``first_bound`` sorted with it, highest
+    first). Each block read here gets its bound replaced by its best
+    unsuppressed score (``block_best``, ``block_nan``): suppression only
+    grows, so that stays an upper bound in every later round, and a block
+    next to a kept window is not read again for a stale first-round bound.
+    The walk stops at the first block whose first-round bound cannot beat
+    the floor.
+    """
     n_blocks = block_best.shape[1]
-    top_value = np.full(_PROBES, -np.inf)
-    top_flat = np.full(_PROBES, -1, np.int64)
-    for li in range(n_lengths):  # one pass, keeping the _PROBES highest bounds (sorted, highest first)
-        for b in range(n_blocks):
-            value = block_best[li, b]
-            if value > top_value[_PROBES - 1]:
-                j = _PROBES - 1
-                while j > 0 and top_value[j - 1] < value:
-                    top_value[j] = top_value[j - 1]
-                    top_flat[j] = top_flat[j - 1]
-                    j -= 1
-                top_value[j] = value
-                top_flat[j] = li * n_blocks + b
     floor = -np.inf
-    for p in range(_PROBES):
-        if top_flat[p] < 0 or top_value[p] <= floor:
+    for i in range(order.shape[0]):
+        if first_bound[i] <= floor:
             break
-        length = stride + (top_flat[p] // n_blocks) * step
-        first = (top_flat[p] % n_blocks) * block
-        for k in range(first, min(first + block, t - length + 1)):
-            sc = static_score(fg_sum, fg_count, k, length, nan_rule)
-            if not np.isnan(sc) and sc > floor and not _overlaps(k, k + length, sel_s, sel_e, n_sel, t,
-                                                                  iou_threshold):
-                floor = sc
+        li = order[i] // n_blocks
+        b = order[i] % n_blocks
+        if block_best[li, b] <= floor:
+            continue
+        length = stride + li * step
+        k_end = t - length + 1
+        first = b * block
+        last = min(first + block, k_end) - 1
+        free_best = -np.inf
+        free_nan = False
+        if not _block_suppressed(first, last, length, sel_s, sel_e, n_sel, iou_threshold):
+            for k in range(first, last + 1):
+                sc = static_score(fg_sum, fg_count, k, length, nan_rule)
+                if np.isnan(sc):
+                    if not free_nan and not _overlaps(k, k + length, sel_s, sel_e, n_sel, t, iou_threshold):
+                        free_nan = True
+                elif sc > free_best and not _overlaps(k, k + length, sel_s, sel_e, n_sel, t, iou_threshold):
+                    free_best = sc
+        block_best[li, b] = free_best
+        block_nan[li, b] = free_nan
+        if free_best > floor:
+            floor = free_best
     return floor
 
 
@@ -411,8 +420,8 @@ def _select(masked_curve, foreground, stride, longest, top_k, iou_threshold, nan
     # each length (and whether it has NaN windows), from one vectorised
     # pass. A round skips a length, or a block, whose best is below a score
     # that round is known to reach: the best score overall in the first
-    # round, in later ones the best unsuppressed window of the most
-    # promising blocks. Skipped windows score strictly below the round's
+    # round, in later ones the best unsuppressed score, found best-first
+    # (_raise_floor). Skipped windows score strictly below the round's
     # answer, so they can neither win nor tie: the result is exact.
     prune = prune_lengths and not paper and not dense  # the paper adds a dynamic term the bound does not cover
     n_blocks = t // block + 1 if prune else 1
@@ -425,6 +434,11 @@ def _select(masked_curve, foreground, stride, longest, top_k, iou_threshold, nan
         for li in range(n_lengths):
             length_best[li] = block_best[li].max()
             length_nan[li] = block_nan[li].any()
+    # blocks by first-round bound, highest first (those that can hold a window)
+    flat_bounds = block_best.ravel()
+    order = np.argsort(-flat_bounds)
+    order = order[:np.sum(flat_bounds > -np.inf)] if prune else order[:0]
+    first_bound = flat_bounds[order].copy()
     # Greedy NMS over the full ranking equals: repeatedly take the best window
     # not suppressed by an already kept one. Each round is one pass with O(1)
     # memory, so no list of millions of windows is ever built or sorted.
@@ -434,8 +448,11 @@ def _select(masked_curve, foreground, stride, longest, top_k, iou_threshold, nan
             if round_index == 0:
                 floor = length_best[:n_lengths].max()
             else:
-                floor = _probe_floor(block_best, block, n_lengths, stride, step, t, fg_sum, fg_count, nan_rule,
-                                     sel_s, sel_e, n_sel, iou_threshold)
+                floor = _raise_floor(order, first_bound, block_best, block_nan, block, stride, step, t, fg_sum,
+                                     fg_count, nan_rule, sel_s, sel_e, n_sel, iou_threshold)
+                for li in range(n_lengths):  # the refined block bounds tighten the lengths' too
+                    length_best[li] = block_best[li].max()
+                    length_nan[li] = block_nan[li].any()
         best_score = -np.inf
         best_nan = False
         best_k = -1
