@@ -136,7 +136,8 @@ def test_thread_choice_follows_measured_speed_and_keeps_probing():
         return picks
 
     assert choice.choose() == (False, True)  # one thread measured first
-    choice.record(False, True, 50.0)  # the first call of each way is not counted
+    for _ in range(choice.WARMUP):
+        choice.record(False, True, 50.0)  # the first calls of each way are not counted
     run(40, 2.0, 1.0)
     assert sum(run(64, 2.0, 1.0)) >= 56  # idle: threads, one thread tried now and then
     run(2000, 2.0, 3.0)  # the machine gets busy: threads become the slower way
@@ -144,6 +145,26 @@ def test_thread_choice_follows_measured_speed_and_keeps_probing():
     assert sum(picks) <= 2 and choice.probe_every == choice.LAST_PROBE
     run(1200, 2.0, 1.0)  # idle again
     assert sum(run(256, 2.0, 1.0)) >= 240
+
+
+def test_a_slow_start_of_the_threads_is_forgotten_at_the_first_winning_probe():
+    # numba's threads starting (or a busy minute) made every threaded sample
+    # slow; once a probe shows them faster, they are used again at once,
+    # not after the eight kept samples have been replaced one probe at a time
+    choice = similarity._ThreadChoice()
+
+    def call(cost_one, cost_threads):
+        threads, probe = choice.choose()
+        choice.record(threads, probe, cost_threads if threads else cost_one)
+        return threads
+
+    for _ in range(3000):
+        call(2.0, 20.0)  # threads ten times slower
+    assert choice.typical[True] == 20.0 and choice.probe_every == choice.LAST_PROBE
+    picks = [call(2.0, 1.0) for _ in range(choice.LAST_PROBE + 16)]  # now twice as fast
+    first = picks.index(True)  # the probe
+    # right after the winning probe: threads, with one thread probed now and then
+    assert sum(picks[first:first + 16]) >= 14, picks[first:first + 16]
 
 
 def test_short_videos_use_what_has_been_faster(monkeypatch):

@@ -233,14 +233,21 @@ def max_token_similarity(tokens: np.ndarray, text: np.ndarray) -> np.ndarray:
         _curves_frames(bits, text, out, 0, t, prefetch)
     else:
         try:
-            tasks = min(threads * _TASKS_PER_THREAD, max(threads, t // _MIN_FRAMES_PER_TASK))
-            # slices handed out one at a time, not split in equal parts up
-            # front: a thread whose core is busy elsewhere holds up one slice
-            previous = numba.set_parallel_chunksize(1)
-            try:
-                _curves_parallel(bits, text, out, tasks, prefetch)
-            finally:
-                numba.set_parallel_chunksize(previous)
+            if measured:
+                # a short video: one contiguous part per thread, split up
+                # front (each part streams its pages without restarting the
+                # prefetch; a busy core shows in the timing, and _ThreadChoice
+                # then keeps to one thread)
+                _curves_parallel(bits, text, out, threads, prefetch)
+            else:
+                tasks = min(threads * _TASKS_PER_THREAD, max(threads, t // _MIN_FRAMES_PER_TASK))
+                # slices handed out one at a time, not split in equal parts up
+                # front: a thread whose core is busy elsewhere holds up one slice
+                previous = numba.set_parallel_chunksize(1)
+                try:
+                    _curves_parallel(bits, text, out, tasks, prefetch)
+                finally:
+                    numba.set_parallel_chunksize(previous)
         finally:
             _PARALLEL_LOCK.release()
     if measured:
@@ -304,18 +311,22 @@ class _ThreadChoice:
     ``probe_every`` calls: every 8th after a probe that won, backing off to
     every 1,024th while probes lose (with the other core busy, the threads
     took a short clip 50x longer here), so a machine that gets busy or idle
-    again is noticed within about a thousand calls. The first call of each
-    way is not counted (thread start-up). Results never depend on the choice.
+    again is noticed within about a thousand calls. A probe faster than the
+    other way's median replaces its way's older samples, so one slow start
+    (numba's threads starting, the first pages of a file) cannot keep the
+    faster way out for thousands of calls. The first ``WARMUP`` calls of each
+    way are not counted. Results never depend on the choice.
     """
 
     KEPT = 8
+    WARMUP = 3
     FIRST_PROBE = 8
     LAST_PROBE = 1024
 
     def __init__(self) -> None:
         self.samples: dict[bool, deque[float]] = {False: deque(maxlen=self.KEPT), True: deque(maxlen=self.KEPT)}
         self.typical: dict[bool, float | None] = {False: None, True: None}
-        self.started = {False: False, True: False}
+        self.started = {False: 0, True: 0}  # calls of each way, up to WARMUP
         self.calls = 0
         self.probe_every = self.FIRST_PROBE
 
@@ -333,13 +344,18 @@ class _ThreadChoice:
         return faster, False
 
     def record(self, threads: bool, probe: bool, cost: float) -> None:
-        if not self.started[threads]:
-            self.started[threads] = True
+        if self.started[threads] < self.WARMUP:
+            self.started[threads] += 1
             return
         kept = self.samples[threads]
+        other = self.typical[not threads]
+        if probe and other is not None and cost < other:
+            # the way just probed beats the other one: its older samples are
+            # out of date (taken while the machine was busier, or while
+            # numba's threads were starting), so this one decides
+            kept.clear()
         kept.append(cost)
         self.typical[threads] = sorted(kept)[len(kept) // 2]
-        other = self.typical[not threads]
         if probe and other is not None:
             # a probe that beats the other way brings the next ones closer
             self.probe_every = min(self.LAST_PROBE, 2 * self.probe_every) if cost > other else self.FIRST_PROBE
