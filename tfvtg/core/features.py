@@ -80,6 +80,22 @@ def _first_frame_with_full_exponent(bits, mask):  # pragma: no cover - compiled
     return -1
 
 
+@njit(cache=True)
+def seconds_of_frames(values, duration, num_frames):  # pragma: no cover - compiled
+    """Frame positions to seconds, in place on a 1-D float64 array: frame f
+    is ``f * (duration / T)`` seconds, clamped to [0, duration]. The one rule
+    (VideoFeatures.frames_to_seconds and the compiled proposal rows use it)."""
+    per_frame = duration / num_frames
+    for i in range(values.shape[0]):
+        v = values[i] * per_frame
+        if v < 0.0:  # NaN stays NaN, as with np.maximum / np.minimum
+            v = 0.0
+        elif v > duration:
+            v = duration
+        values[i] = v
+    return values
+
+
 @functools.lru_cache(maxsize=64)
 def _sample_positions(t: int, q: int) -> tuple[np.ndarray, np.ndarray]:
     # (frame, token) pairs spread evenly over the whole video (cached: the
@@ -297,11 +313,7 @@ class VideoFeatures:
         [0, duration]: frame f is ``f * duration / T`` seconds. The one place
         frames become seconds."""
         seconds = np.array(frames, dtype=np.float64)
-        # in place: on the few proposals of a query, np.clip and temporaries
-        # cost more than the arithmetic
-        seconds *= self.duration / self.num_frames
-        np.maximum(seconds, 0.0, out=seconds)
-        np.minimum(seconds, self.duration, out=seconds)
+        seconds_of_frames(seconds.reshape(-1), self.duration, self.num_frames)
         return seconds
 
     def __len__(self) -> int:

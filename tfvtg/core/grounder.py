@@ -13,7 +13,7 @@ from .decomposition import Decomposition
 from .errors import DecompositionError, EncoderMismatchError, InvalidInputError, InvalidTypeError
 from .features import VideoFeatures
 from .moments import GroundingResult, Moment
-from .proposals import Proposals, propose
+from .proposals import Proposals, proposal_table, propose
 from .similarity import similarity_curves
 from .tag import best_token_curves, frame_vectors, tag_propose, tag_rows
 
@@ -176,7 +176,7 @@ class Grounder:
         curves = self._curves(features, queries)
         results = []
         for query, curve in zip(queries, curves):
-            rows = proposal_rows(propose(curve, self.config), features, self.config)
+            rows = _curve_rows(curve, features, self.config)
             results.append(GroundingResult(query=query, moments=_moments(rows), duration=features.duration,
                                            curve=curve, config=self.config))
         return results
@@ -189,7 +189,7 @@ class Grounder:
         all_texts = query_texts + [t for ev in event_texts for t in ev]
         unique = list(dict.fromkeys(all_texts))
         curves = self._curves(features, unique)
-        rows_of = {text: proposal_rows(propose(curve, cfg), features, cfg)
+        rows_of = {text: _curve_rows(curve, features, cfg)
                    for text, curve in zip(unique, curves)}
 
         depth = cfg.description_candidates
@@ -276,15 +276,25 @@ def proposal_rows(proposals: Proposals, features: VideoFeatures, config: Groundi
     score 0. Scores follow ``config.scores`` (see :class:`GroundingConfig`).
     """
     if len(proposals) == 0:
-        if config.no_proposal == "whole-video":
-            return np.array([[0.0, features.duration, 0.0]])
-        return np.array([[0.0, 0.0, 1.0]] * 3)
+        return _no_proposal_rows(features, config)
     rows = np.empty((len(proposals), 3))
     rows[:, 0] = proposals.start
     rows[:, 1] = proposals.end
     rows[:, :2] = features.frames_to_seconds(rows[:, :2])  # both columns in one conversion
     rows[:, 2] = proposals.confidence() if config.scores == "reference" else proposals.normalised_scores()
     return rows
+
+
+def _no_proposal_rows(features: VideoFeatures, config: GroundingConfig) -> np.ndarray:
+    if config.no_proposal == "whole-video":
+        return np.array([[0.0, features.duration, 0.0]])
+    return np.array([[0.0, 0.0, 1.0]] * 3)
+
+
+def _curve_rows(curve: np.ndarray, features: VideoFeatures, config: GroundingConfig) -> np.ndarray:
+    # proposal_rows(propose(curve, config), features, config) in one compiled call
+    rows = proposal_table(curve, config, features.duration)
+    return rows if len(rows) else _no_proposal_rows(features, config)
 
 
 def _moments(rows: np.ndarray) -> list[Moment]:

@@ -25,6 +25,7 @@ then earlier starts) rather than by rounding noise.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -39,8 +40,9 @@ from ._reference_numerics import (
 )
 from .config import DEFAULT_MASK_THRESHOLD, GroundingConfig
 from .errors import InvalidInputError
+from .features import seconds_of_frames
 
-__all__ = ["Proposals", "propose", "rising_runs", "static_score", "window_lengths", "cancellation_rule",
+__all__ = ["Proposals", "propose", "proposal_table", "rising_runs", "static_score", "window_lengths", "cancellation_rule",
            "NAN_FIRST", "NAN_SAFE", "NAN_DROP"]
 
 # What to do with a window that holds every foreground frame (nothing outside
@@ -648,6 +650,23 @@ def _propose(curve, threshold, stride, longest, top_k, iou_threshold, rule, pape
     return _select(masked, foreground, stride, longest, top_k, iou_threshold, rule, paper, sigma, dyn_threshold)
 
 
+def _kernel_arguments(curve: np.ndarray, config: GroundingConfig, nan_rule: int | None) -> tuple[Any, ...]:
+    # the validated curve and the settings _propose takes, in its order
+    curve = np.ascontiguousarray(curve, dtype=np.float32)
+    if curve.ndim != 1 or curve.shape[0] < 2:
+        raise InvalidInputError(f"a similarity curve must be 1-D with at least 2 frames, got shape {curve.shape}")
+    stride, longest = window_lengths(curve.shape[0], config)
+    threshold = DEFAULT_MASK_THRESHOLD if config.mask_threshold is None else config.mask_threshold
+    if nan_rule is not None:
+        rule = int(nan_rule)
+    elif config.nan_safe:
+        rule = NAN_SAFE
+    else:
+        rule = _RULE_FROM_CANCELLATION
+    return (curve, np.float32(threshold), stride, longest, config.top_k, config.nms_threshold,
+            rule, config.scoring == "paper", config.gaussian_sigma, config.dynamic_threshold)
+
+
 def propose(curve: np.ndarray, config: GroundingConfig, *, nan_rule: int | None = None) -> Proposals:
     """Rank proposals on one similarity curve.
 
@@ -662,21 +681,82 @@ def propose(curve: np.ndarray, config: GroundingConfig, *, nan_rule: int | None 
     Returns:
         The ``config.top_k`` best proposals after NMS, in frames.
     """
-    curve = np.ascontiguousarray(curve, dtype=np.float32)
-    if curve.ndim != 1 or curve.shape[0] < 2:
-        raise InvalidInputError(f"a similarity curve must be 1-D with at least 2 frames, got shape {curve.shape}")
-    stride, longest = window_lengths(curve.shape[0], config)
-    threshold = DEFAULT_MASK_THRESHOLD if config.mask_threshold is None else config.mask_threshold
-    if nan_rule is not None:
-        rule = int(nan_rule)
-    elif config.nan_safe:
-        rule = NAN_SAFE
-    else:
-        rule = _RULE_FROM_CANCELLATION
-    start, end, win, score, tied = _propose(
-        curve, np.float32(threshold), stride, longest, config.top_k, config.nms_threshold,
-        rule, config.scoring == "paper", config.gaussian_sigma, config.dynamic_threshold,
-    )
+    arguments = _kernel_arguments(curve, config, nan_rule)
+    start, end, win, score, tied = _propose(*arguments)
     return Proposals(start=start, end=end, window_start=win, score=score, tied=tied,
-                     num_frames=int(curve.shape[0]))
+                     num_frames=int(arguments[0].shape[0]))
 
+
+def proposal_table(curve: np.ndarray, config: GroundingConfig, duration: float) -> np.ndarray:
+    """``[start, end, score]`` rows (seconds) of :func:`propose`'s proposals.
+
+    The same rows as ``propose`` followed by
+    :meth:`Proposals.confidence` or :meth:`Proposals.normalised_scores`
+    (``config.scores``) and ``VideoFeatures.frames_to_seconds``, in one
+    compiled call: a short clip's query spends less time in Python.
+
+    Args:
+        curve: (T,) similarity curve (before masking), float32.
+        config: scoring options.
+        duration: seconds the T frames cover.
+
+    Returns:
+        (k, 3) float64, best first; (0, 3) when no frame passes the mask.
+    """
+    return _propose_rows(*_kernel_arguments(curve, config, None), float(duration), config.scores == "normalised")
+
+
+@njit(cache=True, error_model="numpy")
+def _propose_rows(curve, threshold, stride, longest, top_k, iou_threshold, rule, paper, sigma, dyn_threshold,
+                  duration, normalised):
+    start, end, _, score, _ = _propose(curve, threshold, stride, longest, top_k, iou_threshold, rule, paper, sigma,
+                                       dyn_threshold)
+    k = start.shape[0]
+    rows = np.empty((k, 3))
+    if k == 0:
+        return rows
+    spans = np.empty(2 * k)
+    for i in range(k):
+        spans[2 * i] = start[i]
+        spans[2 * i + 1] = end[i]
+    seconds_of_frames(spans, duration, curve.shape[0])
+    for i in range(k):
+        rows[i, 0] = spans[2 * i]
+        rows[i, 1] = spans[2 * i + 1]
+    if normalised:
+        rows[:, 2] = _normalised(score)
+    else:
+        best = score[0]  # NaN / NaN is NaN, x / 0 is +-inf or NaN: the reference's confidence
+        for i in range(k):
+            rows[i, 2] = score[i] / best
+    return rows
+
+
+@njit(cache=True)
+def _normalised(score):
+    # Proposals.normalised_scores, compiled (the same float64 operations)
+    k = score.shape[0]
+    out = np.zeros(k)
+    best = -np.inf
+    low = np.inf
+    any_finite = False
+    for i in range(k):
+        if np.isfinite(score[i]):
+            any_finite = True
+            best = max(best, score[i])
+            low = min(low, score[i])
+    if not any_finite:
+        return out
+    scale = abs(best) if abs(best) > 1e-12 else max(best - low, 1.0)
+    lowest = np.inf
+    for i in range(k):
+        out[i] = 1.0 + (score[i] - best) / scale if np.isfinite(score[i]) else np.nan
+        if np.isfinite(out[i]) and out[i] < lowest:
+            lowest = out[i]
+    fill = lowest if lowest < np.inf else 0.0
+    for i in range(k):
+        if not np.isfinite(out[i]):
+            out[i] = fill
+        if i > 0 and out[i - 1] < out[i]:
+            out[i] = out[i - 1]
+    return out

@@ -307,7 +307,8 @@ class _ThreadChoice:
     """One thread or numba's threads for short videos, by measured speed.
 
     Keeps the last ``KEPT`` costs (seconds per token value and text) of each
-    way, uses the one with the lower median, and tries the other every
+    way, uses threads unless their median is ``THREADS_BIAS`` times one
+    thread's or more, and tries the other every
     ``probe_every`` calls: every 8th after a probe that won, backing off to
     every 1,024th while probes lose (with the other core busy, the threads
     took a short clip 50x longer here), so a machine that gets busy or idle
@@ -320,6 +321,11 @@ class _ThreadChoice:
 
     KEPT = 8
     WARMUP = 3
+    #: threads stay in use until their median cost exceeds one thread's by
+    #: this factor. Costs swing about 2x with the cache (a clip read twice in
+    #: a row is in cache the second time), so equal medians of a mixed
+    #: stream say little; a busy other core makes threads 2-50x slower.
+    THREADS_BIAS = 1.5
     FIRST_PROBE = 8
     LAST_PROBE = 1024
 
@@ -338,7 +344,7 @@ class _ThreadChoice:
             return False, True
         if many is None:
             return True, True
-        faster = many < one
+        faster = many < self.THREADS_BIAS * one
         if self.calls % self.probe_every == 0:
             return not faster, True
         return faster, False
@@ -349,6 +355,9 @@ class _ThreadChoice:
             return
         kept = self.samples[threads]
         other = self.typical[not threads]
+        # costs on one scale: threads count as THREADS_BIAS times cheaper
+        if other is not None:
+            other = other * self.THREADS_BIAS if threads else other / self.THREADS_BIAS
         if probe and other is not None and cost < other:
             # the way just probed beats the other one: its older samples are
             # out of date (taken while the machine was busier, or while
