@@ -53,6 +53,8 @@ _PARALLEL_ALWAYS_VALUES = 1 << 23
 _PREFETCH_MAX_VALUES = 1 << 22
 _PREFETCH_FRAMES_AHEAD = 2
 _TASKS_PER_THREAD = 8
+# short videos: one call in this many is timed for _ThreadChoice (and every probe)
+_TIMED_EVERY = 4
 _MIN_FRAMES_PER_TASK = 8
 # token values per slice of the torch path (16 MB of float32 on the device)
 _TORCH_CHUNK_VALUES = 1 << 22
@@ -228,6 +230,8 @@ def max_token_similarity(tokens: np.ndarray, text: np.ndarray) -> np.ndarray:
         threads = _parallel_threads() if wanted else 1
     else:
         threads, probe = _parallel_threads(), False
+    # every probe is timed, and every _TIMED_EVERY-th call of the way in use
+    timed = measured and (probe or _THREAD_CHOICE.calls % _TIMED_EVERY == 0)
     start = time.perf_counter()
     if threads < 2:
         _curves_frames(bits, text, out, 0, t, prefetch)
@@ -250,7 +254,7 @@ def max_token_similarity(tokens: np.ndarray, text: np.ndarray) -> np.ndarray:
                     numba.set_parallel_chunksize(previous)
         finally:
             _PARALLEL_LOCK.release()
-    if measured:
+    if timed:
         _THREAD_CHOICE.record(threads > 1, probe, (time.perf_counter() - start) / (tokens.size * text.shape[0]))
     return out
 
