@@ -410,10 +410,27 @@ def _parallel_threads() -> int:
         _PARALLEL_STATE["started"] = True
     if not _PARALLEL_LOCK.acquire(blocking=False):
         return 1
-    threads = numba.get_num_threads()  # numba.set_num_threads() in this thread caps it
+    threads = _numba_thread_count()  # numba.set_num_threads() in this thread caps it
     if threads < 2:
         _PARALLEL_LOCK.release()
     return threads
+
+
+def _numba_thread_count() -> int:
+    """numba.get_num_threads() once numba's pool is running. The public call
+    takes numba's start-up locks (one of them a process-wide lock) every
+    time, half a microsecond per short clip; the thread-local count behind
+    it is read directly when numba still exposes it."""
+    parallel = sys.modules.get("numba.np.ufunc.parallel")
+    read = getattr(parallel, "_get_num_threads", None) if getattr(parallel, "_is_initialized", False) else None
+    if read is not None:
+        try:
+            count = int(read())
+        except Exception:  # noqa: BLE001 - a changed numba internal: use the public call
+            count = 0
+        if count > 0:
+            return count
+    return int(numba.get_num_threads())
 
 
 def _after_fork_in_child() -> None:
