@@ -388,3 +388,29 @@ def test_skipping_hopeless_lengths_changes_no_proposal(values, stride, factor, n
     for ways in ((True, block, 0), (False, block, 1 << 30), (True, block, 1 << 30)):  # pruned, dense, both
         for a, b in zip(_select(*args, *ways), full):
             np.testing.assert_array_equal(a, b)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from([0.0, 0.1, 0.25, 0.3, 0.3, 0.45, 0.6, 0.9]), min_size=2, max_size=150)
+       | st.lists(st.floats(0, 1, width=32), min_size=2, max_size=150),
+       st.sampled_from(["charades", "activitynet", "default", "qvhighlights"]), st.booleans(),
+       st.floats(0.5, 500.0))
+def test_compiled_proposal_rows_equal_the_python_path(values, preset, paper, duration):
+    """Grounder takes a curve's rows from one compiled call (proposal_table);
+    they must be the rows of propose() + proposal_rows(), bit for bit: the
+    same seconds, the same reference confidences (NaN included) and the same
+    normalised scores."""
+    from tfvtg.core.grounder import proposal_rows
+    from tfvtg.core.proposals import proposal_table
+
+    curve = np.array(values, np.float32)
+    config = GroundingConfig.preset(preset).replace(mask_threshold=0.2)
+    if paper:
+        config = config.replace(scoring="paper")
+    features = VideoFeatures(np.ones((len(curve), 1, 4), np.float32), duration)
+    proposals = propose(curve, config)
+    table = proposal_table(curve, config, duration)
+    if len(proposals) == 0:
+        assert table.shape == (0, 3)
+        return
+    np.testing.assert_array_equal(table, proposal_rows(proposals, features, config))

@@ -445,3 +445,23 @@ def test_normalized_check_finds_the_one_long_token_in_every_dtype(dtype):
     zero = tokens.copy()
     zero[0, 0] = 0.0  # a zero token stays allowed (normalisation keeps it zero)
     VideoFeatures(zero.astype(dtype), 10.0, normalized=True)
+
+
+def test_float16_copy_rounds_exactly_as_numpy():
+    # the stored form of tokens: every finite float32 bit pattern (normal,
+    # subnormal, overflowing, halfway cases) must give numpy's float16 bits
+    from tfvtg.core.features import float16_copy
+
+    rng = np.random.default_rng(5)
+    bits = rng.integers(0, 2**32, 1 << 18, dtype=np.uint64).astype(np.uint32)
+    values = bits.view(np.float32)
+    values = values[np.isfinite(values)]
+    halfway = (np.arange(1, 2048, dtype=np.float32) + np.float32(0.5)) * np.float32(2.0**-24)  # ties in subnormals
+    for x in (values, halfway, unit(rng.standard_normal((7, 4, 16))), np.float32([65504, 65519, 65520, -7e4])):
+        with np.errstate(over="ignore"):
+            expected = x.astype(np.float16)
+        got = float16_copy(x)
+        assert got.dtype == np.float16 and got.shape == x.shape
+        np.testing.assert_array_equal(got.view(np.uint16), expected.view(np.uint16))
+    same = np.ones(3, np.float16)
+    assert float16_copy(same) is same

@@ -125,7 +125,9 @@ def save_features(features: VideoFeatures, path: str | os.PathLike[str]) -> Path
     # sidecar first: an .npy is only ever visible with its metadata
     write_json(path.with_suffix(".json"), {"duration": features.duration, "fps": features.fps,
                                            "source": features.source, "encoder": features.encoder})
-    return save_npy(path, np.asarray(tokens, dtype=np.float16))
+    from .core.features import float16_copy
+
+    return save_npy(path, float16_copy(tokens))
 
 
 def read_sidecar(npy: Path) -> dict[str, Any]:

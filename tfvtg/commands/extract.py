@@ -122,12 +122,14 @@ def extract_task(encoder: Any, path: str, *, fps: float, backend: str) -> tuple[
     seconds, embedding space, model name). Runs here or in a Ray actor."""
     import numpy as np
 
+    from ..core.features import float16_copy
+
     if callable(getattr(encoder, "encode_video_array", None)):
         raw, info = encoder.encode_video_array(path, fps=fps, backend=backend, progress=False)
         duration = float(info.duration)
     else:
         feats = encoder.encode_video(path, fps=fps)
-        raw, duration = np.asarray(feats.tokens, dtype=np.float16), float(feats.duration)
+        raw, duration = float16_copy(np.asarray(feats.tokens)), float(feats.duration)
     if raw.shape[0] < 2:
         from ..errors import InvalidInputError
 

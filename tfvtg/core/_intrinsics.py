@@ -8,7 +8,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["widen", "prefetch"]
+__all__ = ["widen", "narrow", "prefetch"]
 
 
 @intrinsic
@@ -28,6 +28,20 @@ def widen(typingctx, value):
     else:
         return None
     return types.float32(value), codegen
+
+
+@intrinsic
+def narrow(typingctx, value):
+    """A float32 value as float16 bits (uint16): IEEE round to nearest even,
+    overflow to inf, subnormals kept (LLVM's float -> half truncation: one
+    vcvtps2ph per 8 or 16 values with F16C), as numpy's float16 cast."""
+    if value != types.float32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), ir.IntType(16))
+
+    return types.uint16(value), codegen
 
 
 # LLVM names its prefetch intrinsic after the pointer type: opaque pointers

@@ -13,7 +13,7 @@ from .decomposition import Decomposition
 from .errors import DecompositionError, EncoderMismatchError, InvalidInputError, InvalidTypeError
 from .features import VideoFeatures
 from .moments import GroundingResult, Moment
-from .proposals import Proposals, proposal_table, propose
+from .proposals import Proposals, proposal_table
 from .similarity import similarity_curves
 from .tag import best_token_curves, frame_vectors, tag_propose, tag_rows
 

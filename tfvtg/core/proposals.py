@@ -12,9 +12,11 @@ The published method scores a window [k, k + L) by
   (``rising_run_start[k]``) and ends at the window's end.
 
 Proposals are ranked, suppressed by temporal IoU (greedy NMS) and the best
-``top_k`` kept. The hot loops are numba kernels over plain arrays; nothing
-here allocates more than O(T) memory, even for hour-long videos where the
-reference enumerates millions of windows.
+``top_k`` kept. The hot loops are numba kernels over plain arrays. No list
+of windows is ever built, even for hour-long videos where the reference
+enumerates millions of them: a short curve keeps one score and one flag per
+window (at most 4,096 windows), a long one a bound per block of 256 window
+starts of each length (about 10 MB for six hours).
 
 Numerics: the foreground scores are float32 values in (0.2, 1], so float64
 prefix sums of them are exact. Windows that hold the same foreground frames
@@ -486,8 +488,9 @@ def _select(masked_curve, foreground, stride, longest, top_k, iou_threshold, nan
     order = order[:np.sum(flat_bounds > -np.inf)] if prune else order[:0]
     first_bound = flat_bounds[order].copy()
     # Greedy NMS over the full ranking equals: repeatedly take the best window
-    # not suppressed by an already kept one. Each round is one pass with O(1)
-    # memory, so no list of millions of windows is ever built or sorted.
+    # not suppressed by an already kept one. Each round is one pass over the
+    # windows its bounds do not rule out, so no list of millions of windows
+    # is ever built or sorted.
     for round_index in range(top_k):
         floor = -np.inf
         if prune and n_lengths > 0:

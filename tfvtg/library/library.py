@@ -14,7 +14,7 @@ import numpy as np
 
 from ..core.config import GroundingConfig
 from ..core.decomposition import Decomposition
-from ..core.features import VideoFeatures
+from ..core.features import VideoFeatures, float16_copy
 from ..core.grounder import Grounder
 from ..errors import (
     EncoderMismatchError,
@@ -72,7 +72,7 @@ def prepare_features(features: VideoFeatures, segment_frames: int) -> Prepared:
     if features.on_torch:
         tokens = tokens.detach().float().cpu().numpy()
     bounds, coarse = pool_segments(tokens, segment_frames)
-    return Prepared(np.asarray(tokens, dtype=np.float16), bounds, coarse, float(features.duration),
+    return Prepared(float16_copy(tokens), bounds, coarse, float(features.duration),
                     float(features.fps), features.encoder, features.source)
 
 
