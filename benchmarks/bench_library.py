@@ -3,7 +3,8 @@
 Builds a library of --videos videos of --seconds seconds at 3 fps with
 (32, 256) float16 tokens (2,000 x 60 s: 360,000 frames, 5.9 GB) and prints:
 
-* adding precomputed features (frames/s), durable (fsync) and not;
+* adding precomputed features (frames/s), durable (fsync) and not, float32
+  and float16 ones, next to the disk alone writing the same bytes;
 * one search, warm: p50 / p99 and where the time goes;
 * the coarse index's size against the token storage;
 * recall@10 of the two-stage search against exhaustive grounding of every
@@ -90,10 +91,27 @@ class QueryEncoder:
         return np.stack([self.table[t] for t in texts])
 
 
+FORMS = {
+    "float32": "VideoFeatures built beforehand from raw float32 tokens (normalised into float32)",
+    "float16": "VideoFeatures built inside the timing from unit float16 tokens (as VideoFeatures.load gives)",
+}
+
+
+def settle() -> None:
+    """Let the disk write back what earlier steps wrote."""
+    os.sync()
+    time.sleep(2.0)
+
+
 def build(lib_dir: Path, synth: Synthetic, videos: int, frames: int, durable: bool, first: int = 0,
-          group: int = 256):
+          group: int = 256, form: str = "float32"):
     """Add ``videos`` synthetic videos; the features of ``group`` videos are
-    made (untimed), then added in one ``add_features_many`` call (timed)."""
+    made (untimed), then added in one ``add_features_many`` call (timed).
+
+    form "float32": ``VideoFeatures(raw float32 tokens)`` built untimed (the
+    normalisation into float32 is the caller's); "float16": unit float16
+    tokens made untimed, ``VideoFeatures(..., normalized=True)`` built inside
+    the timing (construction counted)."""
     from tfvtg import Library, VideoFeatures
 
     lib = Library(lib_dir, encoder=QueryEncoder(), durable=durable)
@@ -103,10 +121,18 @@ def build(lib_dir: Path, synth: Synthetic, videos: int, frames: int, durable: bo
     batch = []
     for i in range(first, first + videos):
         tokens, _ = synth.video(i, frames)
-        batch.append((f"video{i:05d}", VideoFeatures(tokens, duration=seconds, encoder="synthetic-blip2")))
+        if form == "float16":
+            tokens /= np.linalg.norm(tokens, axis=-1, keepdims=True)
+            batch.append((f"video{i:05d}", tokens.astype(np.float16)))
+        else:
+            batch.append((f"video{i:05d}", VideoFeatures(tokens, duration=seconds, encoder="synthetic-blip2")))
         if len(batch) == group or i == first + videos - 1:
             t0 = time.perf_counter()
-            lib.add_features_many(batch)
+            if form == "float16":
+                lib.add_features_many([(vid, VideoFeatures(unit, duration=seconds, encoder="synthetic-blip2",
+                                                           normalized=True)) for vid, unit in batch])
+            else:
+                lib.add_features_many(batch)
             timed += time.perf_counter() - t0
             added_frames += len(batch) * frames
             batch = []
@@ -187,6 +213,10 @@ def main() -> None:
     ap.add_argument("--dir", default=None, help="where to build the library (default: a temporary folder)")
     ap.add_argument("--keep", action="store_true", help="keep the library afterwards")
     ap.add_argument("--reuse", action="store_true", help="search the library already in --dir (no build)")
+    ap.add_argument("--side-dir", default=None,
+                    help="where the 256-video add measurements build their libraries (default: beside --dir); "
+                         "a tmpfs such as /dev/shm/x shows the library's own cost without the disk")
+    ap.add_argument("--add-only", action="store_true", help="stop after the add measurements")
     ap.add_argument("--segment-sweep", type=int, default=0, metavar="N",
                     help="only compare segment lengths on N videos held in memory")
     args = ap.parse_args()
@@ -211,19 +241,34 @@ def main() -> None:
     # -- adding ---------------------------------------------------------------
     if not reuse:
         rate, seconds = build(lib_dir, synth, args.videos, frames, durable=True)
-        print(f"add precomputed features, durable (fsync per batch of 64): {rate:,.0f} frames/s ({seconds:.1f} s)")
-    synced, unsynced = disk_ceiling(work / "disk", frames)
-    print(f"the disk alone, same bytes (np.save of float16 tokens): {synced:,.0f} frames/s with fsync, "
-          f"{unsynced:,.0f} without", flush=True)
+        gb = args.videos * frames * Q * D * 2 / 1e9
+        print(f"build: add precomputed features, durable (fsync per batch of 64), {FORMS['float32']}: "
+              f"{rate:,.0f} frames/s ({seconds:.1f} s for {gb:.1f} GB: past a burst, the disk's sustained "
+              "write rate bounds this)")
+    # side by side on a settled disk (write-back of earlier writes drained
+    # first): this VM's disk takes a burst of about 1 GB at 800+ MB/s but
+    # sustains only about 340 MB/s (about 20,000 frames/s of tokens), so
+    # each figure is a burst of n_side videos next to the disk alone
     n_side = max(256, args.videos // 10)
-    for durable in (True, False):
-        side = work / "side"
-        if side.exists():
-            shutil.rmtree(side)
-        rate_side, _ = build(side, synth, n_side, frames, durable=durable, first=10**6)
-        print(f"add precomputed features, durable={durable} ({n_side} videos into a new library): "
-              f"{rate_side:,.0f} frames/s", flush=True)
+    side = Path(args.side_dir) / "side" if args.side_dir else work / "side"
+    side.parent.mkdir(parents=True, exist_ok=True)
+    for rep in range(2):
+        settle()
+        synced, unsynced = disk_ceiling(side.parent / "disk", frames)
+        print(f"[{rep + 1}] the disk alone, same bytes (np.save of float16 tokens): {synced:,.0f} frames/s with "
+              f"fsync, {unsynced:,.0f} without", flush=True)
+        for form in ("float16", "float32"):
+            for durable in (True, False):
+                if side.exists():
+                    shutil.rmtree(side)
+                settle()
+                rate_side, _ = build(side, synth, n_side, frames, durable=durable, first=10**6, form=form)
+                print(f"[{rep + 1}] add {n_side} videos into a new library, {FORMS[form]}, durable={durable}: "
+                      f"{rate_side:,.0f} frames/s", flush=True)
+    if side.exists():
         shutil.rmtree(side)
+    if args.add_only:
+        return
 
     enc = QueryEncoder()
     lib = Library(lib_dir, encoder=enc)
