@@ -627,7 +627,12 @@ def _suppress(suppressed, kept_s, kept_e, run_start, paper, stride, step, n_leng
     for li in range(n_lengths):
         length = stride + li * step
         k_end = t - length + 1
-        for k in range(k_end):
+        # only windows that overlap the kept span can be suppressed by it: the
+        # window's end must pass kept_s, and (unless its start is the rising
+        # run's, which can lie before k) its start must come before kept_e
+        first = max(0, kept_s - length + 1)
+        stop = k_end if paper else min(k_end, kept_e)
+        for k in range(first, stop):
             if not suppressed[offset + k]:
                 s = run_start[k] if paper else k
                 if _iou_above(a0, a1, s, k + length, tf, th):
