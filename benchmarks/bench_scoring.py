@@ -392,6 +392,7 @@ def main() -> None:
     ap.add_argument("--long-hours", type=float, default=6.0, help="length of the memory benchmark's video")
     ap.add_argument("--skip-official-hour", action="store_true", help="skip the official port on the 1-hour video")
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--charades-only", action="store_true", help="only the Charades-STA queries (repeat runs)")
     ap.add_argument("--official-threads", type=int, default=1,
                     help="torch threads for the official port (default 1: its ops are small, and a second "
                          "thread that has to wait for a busy core makes every op slower)")
@@ -408,6 +409,8 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory(prefix="bench-scoring-") as tmp:
         charades(args.kit, args.repeat, Path(tmp))
+    if args.charades_only:
+        return
     long_video(20, args.repeat, official=True)
     long_video(60, args.repeat, official=not args.skip_official_hour)
     if not args.skip_memory:
