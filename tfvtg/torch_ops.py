@@ -45,7 +45,9 @@ def keep(cls: Any, tensor: Any) -> Any:
         if not bool(torch.isfinite(tokens[first:first + step]).all()):
             raise InvalidInputError("features contain NaN or inf; re-extract that video")
     frames, slots = _sample_positions(t, q)
-    norms = torch.linalg.vector_norm(tokens[torch.as_tensor(frames), torch.as_tensor(slots)].double(), dim=-1)
+    # copies: the cached sample positions are read-only, which torch warns about
+    index = (torch.tensor(frames, device=tokens.device), torch.tensor(slots, device=tokens.device))
+    norms = torch.linalg.vector_norm(tokens[index].double(), dim=-1)
     bad = _norm_outlier(norms.cpu().numpy())
     if bad >= 0:
         raise InvalidInputError(

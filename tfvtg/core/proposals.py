@@ -711,7 +711,8 @@ def proposal_table(curve: np.ndarray, config: GroundingConfig, duration: float) 
     Returns:
         (k, 3) float64, best first; (0, 3) when no frame passes the mask.
     """
-    return _propose_rows(*_kernel_arguments(curve, config, None), float(duration), config.scores == "normalised")
+    arguments = (*_kernel_arguments(curve, config, None), float(duration), config.scores == "normalised")
+    return _propose_rows(*arguments)
 
 
 @njit(cache=True, error_model="numpy")
