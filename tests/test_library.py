@@ -365,3 +365,18 @@ def test_a_failed_fsync_is_reported_and_every_descriptor_closed(tmp_path, monkey
     for fd in fds:
         with pytest.raises(OSError):
             os.fstat(fd)  # closed
+
+
+def test_a_span_ranked_twice_by_the_vote_is_one_hit():
+    # grounding with a decomposition votes candidates together, and the same
+    # span can come out at two ranks: a video shows it once among its hits
+    from tfvtg import GroundingResult, Moment
+    from tfvtg.library.search import hits_from_result
+
+    curve = np.linspace(0.1, 0.9, 30).astype(np.float32)
+    features = VideoFeatures(np.ones((30, 1, 4), np.float32), 10.0)
+    result = GroundingResult(query="q", duration=10.0, curve=curve, moments=[
+        Moment(6.0, 9.0, 1.0), Moment(6.0, 9.0, 0.8), Moment(1.0, 4.0, 0.5), Moment(6.0, 9.0, 0.4)])
+    hits = hits_from_result("v", result, features, None, per_video=3)
+    assert [(h.start, h.end) for h in hits] == [(6.0, 9.0), (1.0, 4.0)]
+    assert hits[0].rank == 0 and hits[0].confidence == 1.0

@@ -97,9 +97,13 @@ def hits_from_result(video: str, result: GroundingResult, features: VideoFeature
         return []
     frames_per_second = features.num_frames / features.duration
     hits = []
+    seen: set[tuple[float, float]] = set()
     for rank, m in enumerate(result.moments):
         if not m.end > m.start:  # the reference's empty "no proposal" spans
             continue
+        if (m.start, m.end) in seen:  # voting with a decomposition can rank one span twice
+            continue
+        seen.add((m.start, m.end))
         score = moment_similarity(curve, m.start * frames_per_second, m.end * frames_per_second)
         confidence = float(m.score) if math.isfinite(m.score) else 0.0
         hits.append(Hit(video, offset_seconds + float(m.start), offset_seconds + float(m.end), score, source,
