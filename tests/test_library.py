@@ -296,8 +296,9 @@ def test_two_level_coarse_search_keeps_the_exact_best_videos():
         tokens /= np.linalg.norm(tokens, axis=-1, keepdims=True)
         bounds, vectors = pool_segments(tokens, 32)
         index.append(v + 1, f"v{v}", bounds, vectors, Q)
+    index.prefilter = 200
     two_level = index.search(u, 5)  # level 1 keeps 200 of 600 videos
-    index.prefilter = 0
+    index.prefilter = None  # the default: this size is scanned whole on level 2
     exact = index.search(u, 5)
     assert [c.video for c in two_level[:2]] == [c.video for c in exact[:2]] == ["v123", "v456"]
     assert two_level[0] == exact[0] and 32 <= exact[0].first_frame and exact[0].last_frame <= 96
@@ -380,3 +381,26 @@ def test_a_span_ranked_twice_by_the_vote_is_one_hit():
     hits = hits_from_result("v", result, features, None, per_video=3)
     assert [(h.start, h.end) for h in hits] == [(6.0, 9.0), (1.0, 4.0)]
     assert hits[0].rank == 0 and hits[0].confidence == 1.0
+
+
+def test_the_default_coarse_scan_reads_every_vector_until_the_library_is_large(monkeypatch):
+    # whole level 2 up to FULL_SCAN_MAX_VECTORS (the recall), level 1 first past it (the scan's cost)
+    from tfvtg.library import index as coarse
+
+    rng = np.random.default_rng(1)
+    idx = coarse.CoarseIndex()
+    for v in range(300):
+        tokens = rng.standard_normal((64, Q, D)).astype(np.float32)
+        tokens /= np.linalg.norm(tokens, axis=-1, keepdims=True)
+        bounds, vectors = pool_segments(tokens, 32)
+        idx.append(v + 1, f"v{v}", bounds, vectors, Q)
+    level1_scans = []
+    real = idx._coarse.best_per_video
+    monkeypatch.setattr(idx._coarse, "best_per_video", lambda text: level1_scans.append(1) or real(text))
+    u = rng.standard_normal(D).astype(np.float32)
+    u /= np.linalg.norm(u)
+    idx.search(u, 5)
+    assert level1_scans == []
+    monkeypatch.setattr(coarse, "FULL_SCAN_MAX_VECTORS", idx.num_vectors - 1)
+    idx.search(u, 5)
+    assert level1_scans == [1]

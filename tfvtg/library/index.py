@@ -26,7 +26,8 @@ first to keep the few hundred most promising videos (see
 Search backends (chosen by measurement, see benchmarks/README.md):
 
 * ``"flat"`` (default): float32 matrix-vector products (BLAS) and a
-  per-video maximum; exact on level 2 for the videos level 1 keeps.
+  per-video maximum; every stored vector up to ``FULL_SCAN_MAX_VECTORS``,
+  beyond that exact on level 2 for the videos level 1 keeps.
 * ``"ivf"``: a faiss inverted-file index (inner product) over the level-2
   vectors, probing ``nprobe`` of ``nlist`` clusters. On BLIP-2-shaped
   features it loses much recall: every token shares large slot and scene
@@ -49,6 +50,12 @@ __all__ = ["segment_bounds", "pool_segments", "CoarseIndex", "Candidate", "DEFAU
 
 #: frames per coarse segment (at 3 fps, about 11 s); chosen by the benchmark's recall
 DEFAULT_SEGMENT_FRAMES = 32
+#: up to this many stored coarse vectors (about 2,600 minute-long videos) a
+#: search scans them all: on 2,000 videos (384,000 vectors, 40 queries) that
+#: took recall@10 from 0.953 (level 1 first) to 0.982 for 10 ms more (coarse
+#: 24 ms against 16). Past it level 1 prunes first: the full scan costs about
+#: 55 ms per million vectors on two cores
+FULL_SCAN_MAX_VECTORS = 1_000_000
 
 
 def segment_bounds(num_frames: int, segment_frames: int) -> np.ndarray:
@@ -154,9 +161,11 @@ class CoarseIndex:
 
     Two levels, both float32 in memory: level 2 holds every stored vector
     (segments of ``segment_frames``); level 1 pools them two segments at a
-    time (half the rows). A search scans level 1 to keep the ``prefilter``
-    best videos (default ``max(8 * n_videos, 200)``), then scores only those
-    videos on level 2. Small libraries are scanned on level 2 directly.
+    time (half the rows). Up to ``FULL_SCAN_MAX_VECTORS`` stored vectors a
+    search scans level 2 whole; past that it scans level 1 to keep the
+    ``prefilter`` best videos (default ``max(8 * n_videos, 200)``) and
+    scores only those on level 2. ``prefilter=0`` always scans level 2
+    whole; a number always takes level 1 first.
     Rows are grouped by video (contiguous), in the order the videos were
     added; a removal rebuilds the arrays.
     """
@@ -226,7 +235,12 @@ class CoarseIndex:
         return self._top(best_row, n_videos)
 
     def _search_flat(self, text: np.ndarray, n_videos: int) -> tuple[np.ndarray, np.ndarray]:
-        keep = max(8 * n_videos, 200) if self.prefilter is None else self.prefilter
+        if self.prefilter is not None:
+            keep = self.prefilter
+        elif self._fine.n <= FULL_SCAN_MAX_VECTORS:
+            keep = 0  # every stored vector: the best recall, at tens of ms
+        else:
+            keep = max(8 * n_videos, 200)
         if keep <= 0 or keep >= len(self.ids):
             return self._fine.best_per_video(text)
         level1, _ = self._coarse.best_per_video(text)
