@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -166,3 +167,26 @@ def test_bind_warning_and_loopback():
     assert "0.0.0.0:7860" in bind_warning("0.0.0.0", 7860)
     assert allowed_hosts_for("127.0.0.1") == ("127.0.0.1", "localhost", "::1")
     assert allowed_hosts_for("0.0.0.0") == ("*",)
+
+
+def test_a_model_that_cannot_be_loaded_is_said_on_the_terminal(library_dir, tiny_blip2_dir, tmp_path):
+    # the encoder loads in the background; when it fails, the terminal says
+    # so at once (not only the page, or the first search)
+    # the library's model directory name (its embedding space) with a BLIP-2
+    # config but no weights: passes the up-front checks, fails to load
+    wrong = tmp_path / Path(tiny_blip2_dir).name
+    wrong.mkdir()
+    (wrong / "config.json").write_text(json.dumps({"model_type": "blip-2"}))
+    proc, url, lines = start(str(library_dir), "--port", "0", "--encoder", str(wrong))
+    try:
+        assert proc.stderr is not None
+        got: list[str] = []
+        reader = threading.Thread(target=lambda: got.append(proc.stderr.readline()), daemon=True)
+        reader.start()
+        reader.join(120)  # never hang the suite on a line that does not come
+        warning = got[0] if got else ""
+        assert "warning: the model could not be loaded" in warning and str(wrong) in warning
+        assert "--encoder" in warning
+    finally:
+        code, err = stop(proc)
+    assert code == 0 and "Traceback" not in err

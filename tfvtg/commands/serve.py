@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import socket
 import sys
+import threading
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,6 +35,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _fail(message: str) -> int:
     print(f"tfvtg serve: {message}", file=sys.stderr)
     return 2
+
+
+def _report_warm_up(service: object) -> None:
+    """One line on the terminal when the model could not be loaded at start
+    (the page shows it too): otherwise the first search is where it shows."""
+    ready = getattr(service, "ready", None)
+    if ready is None:
+        return
+    ready.wait()
+    error = getattr(service, "warm_error", None)
+    if error:
+        print(f"tfvtg serve: warning: the model could not be loaded ({' '.join(str(error).split())}); "
+              "searches will fail: stop the server and give a working --encoder", file=sys.stderr)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -100,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     warning = bind_warning(args.host, port)
     if warning:
         print(f"tfvtg serve: warning: {warning}", file=sys.stderr)
+    threading.Thread(target=_report_warm_up, args=(service,), name="tfvtg-report-warm-up", daemon=True).start()
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     server = uvicorn.Server(config)
     try:
