@@ -355,10 +355,12 @@ def _window_scores(fg_sum, fg_count, length, k_end, nan_rule, out):
 
 @njit(cache=True)
 def _max_of_numbers(values, first, stop):
-    # max of values[first:stop] ignoring NaN (-inf when none): eight
-    # independent running maxima, so the loop is not bound by one chain of
-    # compares (LLVM does not vectorise a float max reduction without fast-math)
+    # (max of values[first:stop] ignoring NaN (-inf when none), whether a NaN
+    # is among them): eight independent running maxima, so the loop is not
+    # bound by one chain of compares (LLVM does not vectorise a float max
+    # reduction without fast-math)
     m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = -np.inf
+    nan = False
     k = first
     while k + 8 <= stop:
         v0 = values[k]
@@ -377,10 +379,12 @@ def _max_of_numbers(values, first, stop):
         m5 = v5 if v5 > m5 else m5
         m6 = v6 if v6 > m6 else m6
         m7 = v7 if v7 > m7 else m7
+        nan |= (v0 != v0) | (v1 != v1) | (v2 != v2) | (v3 != v3) | (v4 != v4) | (v5 != v5) | (v6 != v6) | (v7 != v7)
         k += 8
     while k < stop:
         v0 = values[k]
         m0 = v0 if v0 > m0 else m0
+        nan |= v0 != v0
         k += 1
     m0 = m1 if m1 > m0 else m0
     m2 = m3 if m3 > m2 else m2
@@ -388,40 +392,31 @@ def _max_of_numbers(values, first, stop):
     m6 = m7 if m7 > m6 else m6
     m0 = m2 if m2 > m0 else m0
     m4 = m6 if m6 > m4 else m4
-    return m4 if m4 > m0 else m0
+    return (m4 if m4 > m0 else m0), nan
 
 
 @njit(cache=True)
 def _block_bounds(fg_sum, fg_count, stride, step, n_lengths, block, nan_rule, block_best, block_nan):
     # every (length, block of window starts): the best finite score and
-    # whether a NaN score is in it. The scores of a length come from one
-    # vectorised pass; NaN (the reference's rule for windows that hold every
-    # foreground frame) is placed by position: those windows are
-    # [k, k + length) with last_fg - length + 1 <= k <= first_fg.
+    # whether a NaN score is in it (the reference's rule for windows that
+    # hold every foreground frame, or sums that overflowed on a curve with
+    # infinite values); the scores of a length come from one vectorised pass
     t = fg_sum.shape[0] - 1
-    total_num = fg_count[t]
-    if total_num == 0:  # nothing can be scored: every bound stays -inf
+    if fg_count[t] == 0:  # nothing can be scored: every bound stays -inf
         return
-    first_fg = 0
-    while fg_count[first_fg + 1] == 0:
-        first_fg += 1
-    last_fg = t - 1
-    while fg_count[last_fg] == total_num:
-        last_fg -= 1
     buf = np.empty(t, np.float64)
     n_blocks = block_best.shape[1]
     for li in range(n_lengths):
         length = stride + li * step
         k_end = t - length + 1
         _window_scores(fg_sum, fg_count, length, k_end, nan_rule, buf)
-        nan_lo = max(0, last_fg - length + 1)
         for b in range(n_blocks):
             first = b * block
             if first >= k_end:
                 break
-            stop = min(first + block, k_end)
-            block_best[li, b] = _max_of_numbers(buf, first, stop)
-            block_nan[li, b] = nan_rule == NAN_FIRST and max(nan_lo, first) <= min(first_fg, stop - 1)
+            best, nan = _max_of_numbers(buf, first, min(first + block, k_end))
+            block_best[li, b] = best
+            block_nan[li, b] = nan
 
 
 @njit(cache=True)
