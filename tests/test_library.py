@@ -404,3 +404,41 @@ def test_the_default_coarse_scan_reads_every_vector_until_the_library_is_large(m
     monkeypatch.setattr(coarse, "FULL_SCAN_MAX_VECTORS", idx.num_vectors - 1)
     idx.search(u, 5)
     assert level1_scans == [1]
+
+
+def test_feature_files_are_opened_one_header_at_a_time(tmp_path, monkeypatch):
+    # numpy parses .npy headers with ast.literal_eval, which CPython 3.11 does
+    # not make thread-safe (SystemError "AST constructor recursion depth
+    # mismatch", seen once in this suite when the fine stage opened two
+    # candidates at once): the store's opens must not overlap
+    import threading
+    import time
+
+    from tfvtg import io as tio
+
+    lib = Library(tmp_path / "lib", encoder=HashEncoder())
+    fill(lib, 6)
+    inside = []
+    overlaps = []
+    real = tio.np.load
+
+    def slow_load(*args, **kwargs):
+        inside.append(1)
+        if len(inside) > 1:
+            overlaps.append(len(inside))
+        time.sleep(0.005)
+        try:
+            return real(*args, **kwargs)
+        finally:
+            inside.pop()
+
+    monkeypatch.setattr(tio.np, "load", slow_load)
+    records = [lib.info(v) for v in lib.videos()]
+    threads = [threading.Thread(target=lambda: [lib._store.open(r.file) for r in records]) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert overlaps == []
+    hits = lib.search("a dog jumps", top_k=3)  # the search's threads go through the same opens
+    assert hits and overlaps == []

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -164,13 +165,31 @@ def _positive(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
+# numpy reads a .npy header with ast.literal_eval, and CPython 3.11's AST
+# constructor keeps its recursion depth in shared state: two threads parsing
+# at once can fail with "SystemError: AST constructor recursion depth
+# mismatch" (python/cpython#106905; seen here when the library grounds
+# candidates on two threads). np.load runs one at a time: a memory map only
+# parses the header under the lock (its data is read later, by whoever uses
+# it); a full read holds the lock while it reads.
+_NPY_LOCK = threading.Lock()
+
+
+def load_npy(path: str | os.PathLike[str], mmap: bool = True) -> np.ndarray:
+    """``np.load(path, allow_pickle=False)``, memory-mapped read-only when
+    ``mmap``, safe to call from several threads at once (numpy's own
+    exceptions for a damaged file pass through)."""
+    with _NPY_LOCK:
+        return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+
+
 def load_array(path: Path, mmap: bool = False) -> np.ndarray:
     """``np.load`` without pickles; a damaged file raises InvalidInputError
     naming it."""
     if not path.is_file():
         raise MissingFileError(f"feature file not found: {path}")
     try:
-        return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+        return load_npy(path, mmap=mmap)
     except (ValueError, OSError, EOFError) as exc:
         raise InvalidInputError(f"cannot read features from {path} ({exc}); re-extract that video") from exc
 

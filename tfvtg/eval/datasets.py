@@ -316,10 +316,10 @@ def _duration_from_features(directory: Path, vid: str, fps: float) -> float | No
     npy = directory / f"{vid}.npy"
     if "/" in vid or "\\" in vid or vid.startswith(".") or not npy.is_file():
         return None
-    import numpy as np
+    from ..io import load_npy
 
     try:
-        frames = np.load(npy, mmap_mode="r", allow_pickle=False).shape[0]
+        frames = load_npy(npy, mmap=True).shape[0]
     except (OSError, ValueError, EOFError, IndexError):
         return None
     return frames / fps if frames > 0 else None

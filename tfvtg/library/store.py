@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LibraryError
+from ..io import load_npy
 
 __all__ = ["FeatureStore", "Flush", "new_key"]
 
@@ -149,7 +150,7 @@ class FeatureStore:
         """The memory-mapped (T, Q, D) float16 array of a feature file."""
         path = self.root / rel
         try:
-            return np.load(path, mmap_mode="r", allow_pickle=False)
+            return load_npy(path, mmap=True)  # thread-safe header parsing (see tfvtg.io)
         except FileNotFoundError:
             raise
         except (ValueError, OSError, EOFError) as exc:
