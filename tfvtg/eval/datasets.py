@@ -29,7 +29,7 @@ import io
 import math
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,6 +104,15 @@ class _Refusals:
             raise DatasetError(message)
         self.skipped += max(1, queries)
         self.problems.append(message)
+
+    def lines(self) -> Iterator[tuple[int, str]]:
+        """(line number, text) of the annotation file's non-blank lines; a
+        line that is not UTF-8 is refused here."""
+        for lineno, line in read_lines(self.path, "annotation file", DatasetError):
+            if line is None:
+                self.add(f":{lineno}", "not UTF-8 text")
+            elif line.strip():
+                yield lineno, line
 
     def finish(self, queries: list[Query]) -> QueryList:
         if self.problems:
@@ -286,12 +295,7 @@ def load_charades_sta(path: str | os.PathLike[str], durations: str | os.PathLike
     refusals = _Refusals(path, strict)
     queries: list[Query] = []
     counts: dict[str, int] = {}
-    for lineno, line in read_lines(path, "annotation file", DatasetError):
-        if line is None:
-            refusals.add(f":{lineno}", "not UTF-8 text")
-            continue
-        if not line.strip():
-            continue
+    for lineno, line in refusals.lines():
         try:
             head, sentence = line.split("##", 1)
             parts = head.split()
@@ -336,12 +340,7 @@ def load_qvhighlights(path: str | os.PathLike[str], strict: bool = False) -> Que
     refusals = _Refusals(path, strict)
     queries: list[Query] = []
     seen: set[str] = set()
-    for lineno, line in read_lines(path, "annotation file", DatasetError):
-        if line is None:
-            refusals.add(f":{lineno}", "not UTF-8 text")
-            continue
-        if not line.strip():
-            continue
+    for lineno, line in refusals.lines():
         try:
             d = loads_json(line, "line")
             if not isinstance(d, dict):
