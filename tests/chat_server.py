@@ -124,3 +124,21 @@ class HangUpServer:
         self._stop.set()
         self.thread.join()
         self.sock.close()
+
+
+def decomposition_answer(query: str, relationship: str = "sequentially",
+                         rephrasings: tuple[str, ...] = (" again", " once more")) -> str:
+    """What an LLM answers in TFVTG's format for ``query``: the query and its
+    rephrasings (``query + suffix``) as sub-query 0, and, unless
+    "single-query", two sub-events named after it."""
+    entries = [{"sub_query_id": 0, "descriptions": [query, *(f"{query}{s}" for s in rephrasings)]}]
+    if relationship != "single-query":
+        entries += [{"sub_query_id": 1, "descriptions": [f"first of {query}"]},
+                    {"sub_query_id": 2, "descriptions": [f"second of {query}"]}]
+    return json.dumps({"reasoning": "r", "sub-queries": "1. a 2. b", "relationship": relationship,
+                       "query_json": entries})
+
+
+def query_in(request: dict) -> str:
+    """The query a decomposition request asks about (the prompt quotes it)."""
+    return request["messages"][1]["content"].split('"', 1)[1].rsplit('"', 1)[0]

@@ -7,7 +7,7 @@ import time
 import warnings
 
 import pytest
-from chat_server import ChatServer, Reply
+from chat_server import ChatServer, Reply, decomposition_answer, query_in
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,17 +26,8 @@ pytest.importorskip("openai")
 KEY = "sk-test-SECRET-123456"
 
 
-def answer(query: str, relationship: str = "sequentially") -> str:
-    entries = [{"sub_query_id": 0, "descriptions": [query, f"{query} again", f"{query} once more"]}]
-    if relationship != "single-query":
-        entries += [{"sub_query_id": 1, "descriptions": [f"first of {query}"]},
-                    {"sub_query_id": 2, "descriptions": [f"second of {query}"]}]
-    return json.dumps({"reasoning": "r", "sub-queries": "1. a 2. b", "relationship": relationship,
-                       "query_json": entries})
-
-
-def query_of(request: dict) -> str:
-    return request["messages"][1]["content"].split('"')[1]
+answer = decomposition_answer
+query_of = query_in
 
 
 def make(server, tmp_path, **kw) -> OpenAIDecomposer:

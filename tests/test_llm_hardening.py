@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from chat_server import ChatServer, HangUpServer, Reply, closed_port_url
+from chat_server import ChatServer, HangUpServer, Reply, closed_port_url, decomposition_answer, query_in
 
 import tfvtg
 from tfvtg import Decomposition, Grounder, VideoFeatures
@@ -49,16 +49,10 @@ QUERY = "a man opens the door then sits down"
 
 
 def answer(query: str, relationship: str = "sequentially", extra: str = "") -> str:
-    entries = [{"sub_query_id": 0, "descriptions": [query, f"{query}{extra}"]}]
-    if relationship != "single-query":
-        entries += [{"sub_query_id": 1, "descriptions": [f"first of {query}"]},
-                    {"sub_query_id": 2, "descriptions": [f"second of {query}"]}]
-    return json.dumps({"reasoning": "r", "sub-queries": "1. a 2. b", "relationship": relationship,
-                       "query_json": entries})
+    return decomposition_answer(query, relationship, (extra,))
 
 
-def query_of(request: dict) -> str:
-    return request["messages"][1]["content"].split('"', 1)[1].rsplit('"', 1)[0]
+query_of = query_in
 
 
 def good(req, n):
