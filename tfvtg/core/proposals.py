@@ -279,8 +279,8 @@ def _block_suppressed(k_first, k_last, length, sel_s, sel_e, n_sel, iou_threshol
 
 
 @njit(cache=True)
-def _raise_floor(order, first_bound, block_best, block_nan, block, stride, step, t, fg_sum, fg_count, nan_rule,
-                 sel_s, sel_e, n_sel, iou_threshold):
+def _raise_floor(order, first_bound, block_best, block_nan, length_best, length_nan, block, stride, step, t, fg_sum,
+                 fg_count, nan_rule, sel_s, sel_e, n_sel, iou_threshold):
     """The best finite score of an unsuppressed window in this round (-inf
     when none): the round's answer scores exactly this much, or is NaN.
 
@@ -290,6 +290,8 @@ def _raise_floor(order, first_bound, block_best, block_nan, block, stride, step,
     unsuppressed score (``block_best``, ``block_nan``): suppression only
     grows, so that stays an upper bound in every later round, and a block
     next to a kept window is not read again for a stale first-round bound.
+    The length of a block read gets its bound (``length_best``,
+    ``length_nan``) taken again from its blocks.
     The walk stops at the first block whose first-round bound cannot beat
     the floor.
     """
@@ -318,6 +320,9 @@ def _raise_floor(order, first_bound, block_best, block_nan, block, stride, step,
                     free_best = sc
         block_best[li, b] = free_best
         block_nan[li, b] = free_nan
+        # the length's bound, from its refined blocks (only lengths read here change)
+        length_best[li] = block_best[li].max()
+        length_nan[li] = block_nan[li].any()
         if free_best > floor:
             floor = free_best
     return floor
@@ -492,11 +497,9 @@ def _select(masked_curve, foreground, stride, longest, top_k, iou_threshold, nan
             if round_index == 0:
                 floor = length_best[:n_lengths].max()
             else:
-                floor = _raise_floor(order, first_bound, block_best, block_nan, block, stride, step, t, fg_sum,
-                                     fg_count, nan_rule, sel_s, sel_e, n_sel, iou_threshold)
-                for li in range(n_lengths):  # the refined block bounds tighten the lengths' too
-                    length_best[li] = block_best[li].max()
-                    length_nan[li] = block_nan[li].any()
+                floor = _raise_floor(order, first_bound, block_best, block_nan, length_best, length_nan, block,
+                                     stride, step, t, fg_sum, fg_count, nan_rule, sel_s, sel_e, n_sel,
+                                     iou_threshold)
         best_score = -np.inf
         best_nan = False
         best_k = -1
