@@ -340,7 +340,10 @@ _DENSE_MAX_WINDOWS = 4096
 @njit(cache=True)
 def _window_scores(fg_sum, fg_count, length, k_end, nan_rule, out):
     # static_score of the windows [k, k + length), k < k_end, into out[:k_end]:
-    # the same float64 operations, branch-free so the loop vectorises
+    # the same float64 operations, branch-free so the loop vectorises. Not one
+    # function with static_score: the scans call that one per window, and
+    # there its early returns are faster (the hour's proposals: 4.0 ms
+    # against 4.9 with this select form). The property test holds them equal.
     t = fg_sum.shape[0] - 1
     total_sum = fg_sum[t]
     total_num = fg_count[t]
