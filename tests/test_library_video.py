@@ -147,6 +147,10 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     empty.close()
     assert main(["search", str(tmp_path / "empty"), "x", "--json"]) == 0
     assert "empty" in json.loads(capsys.readouterr().out)["note"]
+    for flag in ("--top", "--candidates", "--per-video"):  # the error names the flag the user typed
+        assert main(["search", str(tmp_path / "empty"), "x", flag, "0"]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert lines == [f"tfvtg search: {flag} must be at least 1, got 0"]
 
 
 def test_cli_index_accepts_extracted_feature_files(tiny_blip2_dir, videos, tmp_path, capsys):

@@ -42,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
     from .extract import load_cli_encoder
     from .index import existing_library
 
+    for flag, value in (("--top", args.top), ("--candidates", args.candidates), ("--per-video", args.per_video)):
+        if value is not None and value < 1:  # named as the command line names them, not as lib.search does
+            print(f"tfvtg search: {flag} must be at least 1, got {value}", file=sys.stderr)
+            return 2
     try:
         lib = existing_library(args.library, "search")
         lib.config = args.preset
