@@ -336,7 +336,7 @@ class _ThreadChoice:
     def __init__(self) -> None:
         self.samples: dict[bool, deque[float]] = {False: deque(maxlen=self.KEPT), True: deque(maxlen=self.KEPT)}
         self.typical: dict[bool, float | None] = {False: None, True: None}
-        self.started = {False: 0, True: 0}  # calls of each way, up to WARMUP
+        self.warmup_calls = {False: 0, True: 0}  # calls of each way not counted yet, up to WARMUP
         self.calls = 0
         self.probe_every = self.FIRST_PROBE
 
@@ -354,8 +354,8 @@ class _ThreadChoice:
         return faster, False
 
     def record(self, threads: bool, probe: bool, cost: float) -> None:
-        if self.started[threads] < self.WARMUP:
-            self.started[threads] += 1
+        if self.warmup_calls[threads] < self.WARMUP:
+            self.warmup_calls[threads] += 1
             return
         kept = self.samples[threads]
         other = self.typical[not threads]
